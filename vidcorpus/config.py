@@ -1,0 +1,169 @@
+"""Typed build configuration: pydantic models loaded from YAML plus `--set key=value` overrides.
+
+Every section forbids unknown keys, so a typo in a recipe fails loudly and names the key.
+The defaults are the embedded local recipe (`configs/default.yaml` spells them out).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+VIDEO_EXTENSIONS = (
+    "mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "mts", "m2ts",
+    "flv", "wmv", "3gp", "ogv", "mxf",
+)
+
+
+class InputConfig(Section):
+    extensions: tuple[str, ...] = VIDEO_EXTENSIONS
+    """Directories and globs keep only files with these extensions; list files keep every line."""
+    license: str | None = None
+    """Licence recorded on every video row (e.g. `cc-by-4.0`); None means unknown."""
+
+
+class IdsConfig(Section):
+    hash: Literal["sampled", "full"] = "sampled"
+    """`sampled`: sha256 over the size and three 1 MiB windows; `full`: sha256 of every byte."""
+
+
+class RunnerConfig(Section):
+    mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
+    workers: int = Field(1, ge=1)
+    progress: bool = True
+
+
+class ProbeConfig(Section):
+    max_file_bytes: int = Field(64 * 2**30, gt=0)
+    max_duration_s: float = Field(24 * 3600.0, gt=0)
+    max_pixels: int = Field(8192 * 8192, gt=0)
+    """Larger frames (width × height) are rejected as absurd before any decoding."""
+
+
+class DecodeConfig(Section):
+    working_width: int = Field(256, ge=32)
+    """Scene detection and frame statistics run on frames scaled to this width."""
+    threads: int = Field(0, ge=0)
+    """Decoder threads; 0 lets FFmpeg choose."""
+    min_coverage: float = Field(0.9, ge=0, le=1)
+    """A decode that stops short of this share of the container duration is a failure."""
+
+
+class ScenesConfig(Section):
+    detector: Literal["content", "adaptive", "threshold", "hash", "histogram"] = "content"
+    threshold: float | None = None
+    """Detector threshold; None keeps PySceneDetect's default for the chosen detector."""
+    min_scene_s: float = Field(0.5, ge=0)
+    """Scenes shorter than this merge into a neighbour."""
+    max_scene_s: float | None = Field(None, gt=0)
+    """Scenes longer than this split into equal parts; None keeps them whole."""
+
+
+class KeyframesConfig(Section):
+    k: int = Field(3, ge=1)
+    mode: Literal["uniform"] = "uniform"
+    black_brightness: float = Field(16.0, ge=0)
+    """Frames whose mean luma (0-255) is below this count as black."""
+    blur_sharpness: float = Field(20.0, ge=0)
+    """Frames whose Laplacian variance is below this count as blurred."""
+    max_size: int = Field(768, ge=32)
+    """Longest side of a written keyframe JPEG (display orientation)."""
+    jpeg_quality: int = Field(90, ge=1, le=100)
+
+
+class ClipsConfig(Section):
+    mode: Literal["off", "copy", "reencode"] = "copy"
+    """`copy`: stream copy when both cut points are key frames, else re-encode."""
+    max_short_side: int = Field(480, ge=16)
+    """Re-encoded clips are scaled so their shorter side is at most this (480 gives 480p)."""
+    encoder_threads: int = Field(2, ge=1)
+    """Fixed, not per machine: x264's output bytes depend on its thread count."""
+    crf: int = Field(23, ge=0, le=51)
+    preset: str = "veryfast"
+
+
+class ShardsConfig(Section):
+    max_samples: int = Field(1000, ge=1)
+    max_bytes: int = Field(1 << 30, ge=1)
+    splits: dict[str, float] = Field(default_factory=lambda: {"train": 1.0})
+    """Fractions per split; a video's split comes from its id, so no video straddles splits."""
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self) -> "ShardsConfig":
+        if not self.splits or abs(sum(self.splits.values()) - 1.0) > 1e-6:
+            raise ValueError(f"shards.splits must sum to 1, got {self.splits}")
+        return self
+
+
+class BuildConfig(Section):
+    input: InputConfig = InputConfig()
+    ids: IdsConfig = IdsConfig()
+    runner: RunnerConfig = RunnerConfig()
+    probe: ProbeConfig = ProbeConfig()
+    decode: DecodeConfig = DecodeConfig()
+    scenes: ScenesConfig = ScenesConfig()
+    keyframes: KeyframesConfig = KeyframesConfig()
+    clips: ClipsConfig = ClipsConfig()
+    shards: ShardsConfig = ShardsConfig()
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not fit the config model; the message names the key."""
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> BuildConfig:
+    """Read a YAML recipe (or the defaults) and apply `key.sub=value` overrides in order."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+    for item in overrides:
+        key, value = _split_override(item)
+        _set_dotted(data, key, yaml.safe_load(value))
+    try:
+        return BuildConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _split_override(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    return key.strip(), value
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {part} is not a section")
+    node[leaf] = value
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown config key: {key}")
+        else:
+            lines.append(f"config key {key}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def config_to_dict(config: BuildConfig) -> dict[str, Any]:
+    """Plain JSON-able form, as recorded in the manifest."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,97 @@
+"""Scene detection: PySceneDetect detectors fed frame by frame from the single decode pass,
+then the cut list turned into scenes (short ones merged, over-long ones split)."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from scenedetect.common import FrameTimecode
+from scenedetect.detectors import (AdaptiveDetector, ContentDetector, HashDetector, HistogramDetector,
+                                   ThresholdDetector)
+
+from vidcorpus.config import ScenesConfig
+
+DETECTORS = {
+    "content": ContentDetector,
+    "adaptive": AdaptiveDetector,
+    "threshold": ThresholdDetector,
+    "hash": HashDetector,
+    "histogram": HistogramDetector,
+}
+THRESHOLD_ARG = {"adaptive": "adaptive_threshold"}
+
+
+class SceneCutter:
+    """Wraps one PySceneDetect detector; frames are pushed in decode order, cuts come back as
+    frame indices (the first frame of each new scene)."""
+
+    def __init__(self, cfg: ScenesConfig, fps: float):
+        self.fps = fps if fps and fps > 0 else 25.0
+        kwargs = {"min_scene_len": max(1, math.ceil(cfg.min_scene_s * self.fps))}
+        if cfg.threshold is not None:
+            kwargs[THRESHOLD_ARG.get(cfg.detector, "threshold")] = cfg.threshold
+        if cfg.detector == "threshold":
+            kwargs["add_final_scene"] = True
+        self.detector = DETECTORS[cfg.detector](**kwargs)
+        self.cuts: list[int] = []
+        self._last = 0
+
+    def push(self, index: int, bgr: np.ndarray) -> list[int]:
+        self._last = index
+        found = [tc.frame_num for tc in self.detector.process_frame(FrameTimecode(index, self.fps), bgr)]
+        self.cuts.extend(found)
+        return found
+
+    def finish(self) -> list[int]:
+        found = [tc.frame_num for tc in self.detector.post_process(FrameTimecode(self._last, self.fps))]
+        self.cuts.extend(found)
+        return found
+
+
+def plan_scenes(cuts: Sequence[int], times: Sequence[float], end_time: float,
+                min_scene_s: float, max_scene_s: float | None) -> list[tuple[int, int]]:
+    """Scenes as [start_frame, end_frame) from cut frame indices.
+
+    `times[i]` is frame i's time in seconds and `end_time` the end of the last frame, so
+    durations are measured in seconds and stay right under variable frame rate.
+    """
+    n = len(times)
+    bounds = sorted({c for c in cuts if 0 < c < n})
+    scenes = list(zip([0, *bounds], [*bounds, n]))
+    scenes = _merge_short(scenes, times, end_time, min_scene_s)
+    if max_scene_s:
+        scenes = [part for scene in scenes for part in _split_long(scene, times, end_time, max_scene_s)]
+    return scenes
+
+
+def _span(scene: tuple[int, int], times: Sequence[float], end_time: float) -> float:
+    start, end = scene
+    return (times[end] if end < len(times) else end_time) - times[start]
+
+
+def _merge_short(scenes: list[tuple[int, int]], times, end_time, min_s: float) -> list[tuple[int, int]]:
+    """Fold each scene shorter than `min_s` into its predecessor (the first into its successor)."""
+    merged: list[tuple[int, int]] = []
+    for scene in scenes:
+        if merged and _span(scene, times, end_time) < min_s:
+            merged[-1] = (merged[-1][0], scene[1])
+        elif merged and _span(merged[-1], times, end_time) < min_s:
+            merged[-1] = (merged[-1][0], scene[1])
+        else:
+            merged.append(scene)
+    return merged
+
+
+def _split_long(scene: tuple[int, int], times, end_time, max_s: float) -> list[tuple[int, int]]:
+    """Equal parts (in seconds) no longer than `max_s`, cut at the frame nearest each boundary."""
+    span = _span(scene, times, end_time)
+    parts = math.ceil(span / max_s - 1e-9)
+    if parts <= 1:
+        return [scene]
+    start, end = scene
+    t0 = times[start]
+    inner = [int(np.searchsorted(times, t0 + span * i / parts, side="left")) for i in range(1, parts)]
+    edges = [start, *sorted({min(max(c, start + 1), end - 1) for c in inner}), end]
+    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]

@@ -1,0 +1,77 @@
+"""Arrow schemas of every table vidcorpus writes: the one place where columns are defined.
+
+Parquet files, WebDataset JSON and validation all read these, so a column exists in exactly
+one place. Non-nullable fields are required on every record.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+KEYFRAME = pa.struct([
+    pa.field("timestamp_s", pa.float64(), nullable=False),
+    pa.field("frame_index", pa.int64(), nullable=False),
+    pa.field("brightness", pa.float32(), nullable=False),
+    pa.field("sharpness", pa.float32(), nullable=False),
+    pa.field("mode", pa.string(), nullable=False),
+    pa.field("score", pa.float32(), nullable=False),
+])
+
+VIDEOS = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("uri", pa.string(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+    pa.field("license", pa.string()),
+    pa.field("size_bytes", pa.int64(), nullable=False),
+    pa.field("container", pa.string(), nullable=False),
+    pa.field("duration_s", pa.float64(), nullable=False),
+    pa.field("fps", pa.float64(), nullable=False),
+    pa.field("is_vfr", pa.bool_(), nullable=False),
+    pa.field("num_frames", pa.int64(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("display_width", pa.int32(), nullable=False),
+    pa.field("display_height", pa.int32(), nullable=False),
+    pa.field("rotation", pa.int32(), nullable=False),
+    pa.field("sample_aspect_ratio", pa.float64(), nullable=False),
+    pa.field("video_codec", pa.string(), nullable=False),
+    pa.field("pix_fmt", pa.string()),
+    pa.field("bit_rate", pa.int64()),
+    pa.field("start_time_s", pa.float64(), nullable=False),
+    pa.field("has_audio", pa.bool_(), nullable=False),
+    pa.field("audio_codec", pa.string()),
+    pa.field("audio_sample_rate", pa.int32()),
+    pa.field("audio_channels", pa.int32()),
+    pa.field("num_clips", pa.int32(), nullable=False),
+])
+
+CLIPS = pa.schema([
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("index", pa.int32(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("end_s", pa.float64(), nullable=False),
+    pa.field("duration_s", pa.float64(), nullable=False),
+    pa.field("start_frame", pa.int64(), nullable=False),
+    pa.field("end_frame", pa.int64(), nullable=False),
+    pa.field("detector", pa.string(), nullable=False),
+    pa.field("mean_motion", pa.float32(), nullable=False),
+    pa.field("mean_brightness", pa.float32(), nullable=False),
+    pa.field("mean_sharpness", pa.float32(), nullable=False),
+    pa.field("keyframes", pa.list_(pa.field("item", KEYFRAME, nullable=False)), nullable=False),
+    pa.field("clip_mode", pa.string(), nullable=False),
+    pa.field("shard", pa.string()),
+])
+
+FAILURES = pa.schema([
+    pa.field("uri", pa.string(), nullable=False),
+    pa.field("video_id", pa.string()),
+    pa.field("item_id", pa.string()),
+    pa.field("stage", pa.string(), nullable=False),
+    pa.field("error_class", pa.string(), nullable=False),
+    pa.field("message", pa.string(), nullable=False),
+    pa.field("attempts", pa.int32(), nullable=False),
+])
+
+TABLES: dict[str, pa.Schema] = {"videos": VIDEOS, "clips": CLIPS, "failures": FAILURES}

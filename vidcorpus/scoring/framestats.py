@@ -1,0 +1,30 @@
+"""Cheap per-frame statistics on working-resolution frames: brightness, sharpness, motion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    brightness: float   # mean luma, 0-255
+    sharpness: float    # variance of the Laplacian: low for blurred or flat frames
+    motion: float       # mean absolute luma change from the previous frame, 0-255
+
+
+class FrameStatistics:
+    """Computes FrameStats frame after frame, keeping only the previous frame's luma."""
+
+    def __init__(self) -> None:
+        self._prev: np.ndarray | None = None
+
+    def __call__(self, bgr: np.ndarray) -> FrameStats:
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        brightness = float(gray.mean())
+        sharpness = float(cv2.Laplacian(gray, cv2.CV_32F).var())
+        motion = 0.0 if self._prev is None or self._prev.shape != gray.shape else float(cv2.absdiff(gray, self._prev).mean())
+        self._prev = gray
+        return FrameStats(brightness, sharpness, motion)

@@ -1,0 +1,116 @@
+"""Keyframes from the single decode pass.
+
+While frames stream by, the sharpest usable frame of each short time bucket is kept as a
+candidate: its full-resolution picture is JPEG-encoded at keyframe size into a spool file, so
+memory stays flat whatever the video's length. After scenes are final, `select_uniform` picks
+k candidates spread over each scene, skipping black and blurred frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import IO, Sequence
+
+import av
+import cv2
+
+from vidcorpus.config import KeyframesConfig
+from vidcorpus.media.decode import Geometry, upright
+from vidcorpus.scoring.framestats import FrameStats
+
+BUCKET_S = 0.5
+
+
+@dataclass(frozen=True)
+class Candidate:
+    index: int
+    t: float
+    brightness: float
+    sharpness: float
+    usable: bool
+    offset: int     # where its JPEG lies in the spool
+    length: int
+
+
+class CandidateSpool:
+    """Keeps the best frame per BUCKET_S bucket; buckets also close at scene cuts."""
+
+    def __init__(self, cfg: KeyframesConfig, spool: IO[bytes]):
+        self.cfg = cfg
+        self.spool = spool
+        self.candidates: list[Candidate] = []
+        self._bucket: tuple[int, int] | None = None
+        self._best: tuple[tuple, int, float, FrameStats, av.VideoFrame] | None = None
+        self._scene = 0
+        self._geometry: Geometry | None = None
+
+    def usable(self, stats: FrameStats) -> bool:
+        return stats.brightness >= self.cfg.black_brightness and stats.sharpness >= self.cfg.blur_sharpness
+
+    def offer(self, index: int, t: float, stats: FrameStats, frame: av.VideoFrame, geometry: Geometry) -> None:
+        self._geometry = geometry
+        bucket = (self._scene, int(t // BUCKET_S))
+        if bucket != self._bucket:
+            self._close()
+            self._bucket = bucket
+        rank = (self.usable(stats), stats.sharpness)
+        if self._best is None or rank > self._best[0]:
+            self._best = (rank, index, t, stats, frame)
+
+    def cut(self) -> None:
+        """A scene starts at the next offered frame: never share a bucket across a cut."""
+        self._close()
+        self._bucket = None
+        self._scene += 1
+
+    def finish(self) -> list[Candidate]:
+        self._close()
+        return self.candidates
+
+    def _close(self) -> None:
+        if self._best is None:
+            return
+        (usable, _), index, t, stats, frame = self._best
+        size = self._geometry.scaled(longest=self.cfg.max_size)
+        jpeg = encode_jpeg(upright(frame, self._geometry, size, fmt="bgr24", interpolation="AREA"),
+                           self.cfg.jpeg_quality)
+        offset = self.spool.tell()
+        self.spool.write(jpeg)
+        self.candidates.append(Candidate(index, t, stats.brightness, stats.sharpness, usable, offset, len(jpeg)))
+        self._best = None
+
+    def read(self, candidate: Candidate) -> bytes:
+        self.spool.seek(candidate.offset)
+        data = self.spool.read(candidate.length)
+        self.spool.seek(0, 2)
+        return data
+
+
+def encode_jpeg(bgr, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def select_uniform(candidates: Sequence[Candidate], start_s: float, end_s: float, k: int) -> list[tuple[Candidate, float]]:
+    """Up to k candidates, one per equal segment of [start_s, end_s): the sharpest usable frame of
+    each segment (nearest the segment centre on ties), with a score in [0, 1]. Segments holding only
+    black or blurred frames give none, unless the whole clip has nothing better."""
+    inside = [c for c in candidates if start_s <= c.t < end_s]
+    if not inside:
+        return []
+    top = max(c.sharpness for c in inside) or 1.0
+    width = (end_s - start_s) / k
+    chosen = []
+    for i in range(k):
+        lo, hi = start_s + i * width, start_s + (i + 1) * width
+        segment = [c for c in inside if lo <= c.t < hi]
+        if not segment:
+            continue
+        centre = (lo + hi) / 2
+        best = max(segment, key=lambda c: (c.usable, c.sharpness, -abs(c.t - centre), -c.index))
+        chosen.append((best, (best.sharpness / top) if best.usable else 0.0))
+    if any(c.usable for c, _ in chosen):
+        return [(c, s) for c, s in chosen if c.usable]
+    return chosen[:1]  # nothing usable: one frame still shows what the clip is
