@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -83,6 +83,11 @@ class KeyframesConfig(Section):
 class ClipsConfig(Section):
     mode: Literal["off", "copy", "reencode"] = "copy"
     """`copy`: stream copy when both cut points are key frames, else re-encode."""
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
     max_short_side: int = Field(480, ge=16)
     """Re-encoded clips are scaled so their shorter side is at most this (480 gives 480p)."""
     encoder_threads: int = Field(2, ge=1)

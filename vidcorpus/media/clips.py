@@ -73,11 +73,18 @@ def reencode_clip(source, geometry: Geometry, origin_pts: int, start_s: float, e
             if pts <= last:
                 continue
             last = pts
-            picture = av.VideoFrame.from_ndarray(upright(frame, geometry, size), format="rgb24")
+            picture = _encoder_picture(frame, geometry, size)
             picture.pts, picture.time_base = pts, ENCODE_TIME_BASE
             dst.mux(out.encode(picture))
         dst.mux(out.encode(None))
     return buf.getvalue()
+
+
+def _encoder_picture(frame: av.VideoFrame, geometry: Geometry, size: tuple[int, int]) -> av.VideoFrame:
+    """Scale straight to the encoder's format; only a rotated picture takes the RGB detour."""
+    if geometry.rotation == 0:
+        return frame.reformat(width=size[0], height=size[1], format="yuv420p", interpolation="BILINEAR")
+    return av.VideoFrame.from_ndarray(upright(frame, geometry, size), format="rgb24")
 
 
 def _x264_stream(dst, geometry: Geometry, size: tuple[int, int], fps: float, cfg: ClipsConfig):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import av
+import cv2
 import numpy as np
 
 from vidcorpus.media.errors import DecodeError
@@ -59,13 +60,44 @@ def upright(frame: av.VideoFrame, geometry: Geometry, size: tuple[int, int], fmt
     return arr
 
 
+class WorkingScaler:
+    """Full frame -> (BGR, luma) at working resolution, for detection and statistics only
+    (not rotated: neither cares). For 8-bit 4:2:0 frames, the common case, each plane is
+    resized nearest-neighbour (as PySceneDetect's own downscale samples pixels) and converted
+    with OpenCV's video-range I420 conversion, several times cheaper than swscale; other
+    formats go through swscale."""
+
+    PLANAR_420 = {"yuv420p", "yuvj420p"}
+
+    def __init__(self, width: int, height: int, working_width: int):
+        step = max(1.0, width / working_width)
+        self.size = (max(2, int(width / step)) & ~1, max(2, int(height / step)) & ~1)
+
+    def __call__(self, frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray]:
+        w, h = self.size
+        if frame.format.name in self.PLANAR_420:
+            planes = [_plane(p, frame.height >> (i > 0), frame.width >> (i > 0)) for i, p in enumerate(frame.planes)]
+            small = [cv2.resize(p, (w >> (i > 0), h >> (i > 0)), interpolation=cv2.INTER_NEAREST)
+                     for i, p in enumerate(planes)]
+            i420 = np.concatenate([p.ravel() for p in small]).reshape(-1, w)
+            bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+        else:
+            bgr = frame.reformat(width=w, height=h, format="bgr24", interpolation="POINT").to_ndarray()
+        return bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+
+
+def _plane(plane, height: int, width: int) -> np.ndarray:
+    return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
+
+
 @dataclass
 class StreamFrame:
     index: int
     pts: int
     t: float                  # seconds from the first frame
     key: bool
-    small: np.ndarray         # BGR at working resolution, upright
+    small: np.ndarray         # BGR at working resolution (not rotated)
+    luma: np.ndarray          # its luma
     frame: av.VideoFrame      # full resolution; valid while this item is current
 
 
@@ -97,12 +129,12 @@ class FrameStream:
                 if self.geometry is None:
                     self.geometry = geometry_of(frame, self.sar)
                     self.origin_pts = pts
-                    size = self.geometry.scaled(width=self.working_width)
+                    scale = WorkingScaler(frame.width, frame.height, self.working_width)
                 last_pts = pts
                 t = float((pts - self.origin_pts) * self.time_base)
                 self.last_t = t
-                small = upright(frame, self.geometry, size, fmt="bgr24", interpolation="FAST_BILINEAR")
-                yield StreamFrame(index, pts, t, bool(frame.key_frame), small, frame)
+                small, luma = scale(frame)
+                yield StreamFrame(index, pts, t, bool(frame.key_frame), small, luma, frame)
                 index += 1
         except av.error.FFmpegError as exc:
             raise DecodeError(f"decoding stopped at frame {index} ({self.last_t:.2f} s): {exc}") from None

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import av
 import numpy as np
+from av.video.frame import PictureType
 
 TIME_BASE = Fraction(1, 90000)
 
@@ -51,7 +52,7 @@ def frame_times(count: int, fps: float, vfr: bool) -> list[Fraction]:
 
 def write_video(path: str, scenes: Sequence[Scene], fps: float = 25, size: tuple[int, int] = (320, 240),
                 vfr: bool = False, rotation: int = 0, audio: bool = False, codec: str = "libx264",
-                gop: int | None = None) -> list[float]:
+                gop: int | None = None, key_at_cuts: bool = True) -> list[float]:
     """Write an MP4/MKV; returns each scene's start time in seconds (the true cut times).
 
     `rotation` is the clockwise turn a player must apply (a phone's portrait video is 90).
@@ -81,6 +82,8 @@ def write_video(path: str, scenes: Sequence[Scene], fps: float = 25, size: tuple
                     picture = (picture * gain).astype(np.uint8)
                 frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
                 frame.pts, frame.time_base = int(times[index] / TIME_BASE), TIME_BASE
+                if i == 0 and key_at_cuts:
+                    frame.pict_type = PictureType.I   # as encoders with scene-cut detection do
                 out.mux(stream.encode(frame))
                 index += 1
         out.mux(stream.encode(None))

@@ -68,7 +68,7 @@ def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: Cand
     pts, times, keys = array("q"), array("d"), bytearray()
     brightness, sharpness, motion = array("f"), array("f"), array("f")
     for f in frames:
-        stats = statistics(f.small)
+        stats = statistics(f.luma)
         if f.index in cutter.push(f.index, f.small):
             spool.cut()
         spool.offer(f.index, f.t, stats, f.frame, frames.geometry)
@@ -241,12 +241,11 @@ def _stage_clip(out_dir: str, clip: dict[str, Any], item: Input, header: dict[st
 
 def _validate(outcome: dict[str, Any], uri: str) -> None:
     """A video row that fails its schema fails the video; a bad clip row drops that clip only."""
-    check_record("videos", outcome["video"])
+    outcome["video"] = check_record("videos", outcome["video"])
     kept = []
     for clip in outcome["clips"]:
         try:
-            check_record("clips", clip)
-            kept.append(clip)
+            kept.append(check_record("clips", clip))
         except RecordError as exc:
             outcome["failures"].append(failure_row(uri, "validate", exc, clip["video_id"], clip["clip_id"]))
             outcome["files"].pop(clip["clip_id"], None)

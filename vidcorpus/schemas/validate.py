@@ -15,16 +15,18 @@ class RecordError(ValueError):
     """A record that does not fit its table."""
 
 
-def check_record(table: str, record: dict[str, Any]) -> None:
-    """Raise RecordError naming the first problem with `record`, or return None."""
+def check_record(table: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The record as its table stores it (types conformed, e.g. float32 rounding), or RecordError
+    naming the first problem. Writers use the returned row, so Parquet and JSON agree exactly."""
     schema = TABLES[table]
     _check_fields(schema, record)
     try:
-        pa.Table.from_pylist([record], schema=schema)
+        row = pa.Table.from_pylist([record], schema=schema).to_pylist()[0]
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
         raise RecordError(f"{table}: {exc}") from None
     for rule in RULES.get(table, ()):
-        rule(record)
+        rule(row)
+    return row
 
 
 def _check_fields(schema: pa.Schema, record: dict[str, Any]) -> None:

@@ -21,10 +21,9 @@ class FrameStatistics:
     def __init__(self) -> None:
         self._prev: np.ndarray | None = None
 
-    def __call__(self, bgr: np.ndarray) -> FrameStats:
-        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        brightness = float(gray.mean())
-        sharpness = float(cv2.Laplacian(gray, cv2.CV_32F).var())
-        motion = 0.0 if self._prev is None or self._prev.shape != gray.shape else float(cv2.absdiff(gray, self._prev).mean())
+    def __call__(self, gray: np.ndarray) -> FrameStats:
+        brightness = cv2.mean(gray)[0]
+        _, std = cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_16S))
+        motion = 0.0 if self._prev is None or self._prev.shape != gray.shape else cv2.mean(cv2.absdiff(gray, self._prev))[0]
         self._prev = gray
-        return FrameStats(brightness, sharpness, motion)
+        return FrameStats(brightness, float(std[0, 0]) ** 2, motion)

@@ -1,0 +1,53 @@
+"""Shared fixtures: every test video is generated here with PyAV; none is checked in."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from vidcorpus.config import load_config
+from vidcorpus.media.synth import Scene, write_audio_only, write_video
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    return load_config(TINY)
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory) -> dict[str, Path]:
+    """One folder holding every kind of input the build must handle, good and bad."""
+    root = tmp_path_factory.mktemp("videos")
+    paths = {name: root / name for name in (
+        "cuts.mp4", "fade.mp4", "vfr.mkv", "rotated.mp4", "audio_only.mp4", "empty.mp4",
+        "truncated.mkv", "notavideo.mp4")}
+    write_video(str(paths["cuts.mp4"]), [Scene(30, 1), Scene(25, 2), Scene(35, 3)], size=(160, 120))
+    write_video(str(paths["fade.mp4"]), [Scene(30, 4, fade_out=10), Scene(30, 5, fade_in=10)], size=(160, 120))
+    write_video(str(paths["vfr.mkv"]), [Scene(30, 6), Scene(30, 7)], fps=30, vfr=True, size=(160, 120))
+    write_video(str(paths["rotated.mp4"]), [Scene(20, 8), Scene(20, 9)], size=(160, 96), rotation=90)
+    write_audio_only(str(paths["audio_only.mp4"]))
+    paths["empty.mp4"].write_bytes(b"")
+    full = tmp_path_factory.mktemp("source") / "full.mkv"
+    write_video(str(full), [Scene(40, 10), Scene(40, 11)], size=(160, 120), codec="libx264")
+    data = full.read_bytes()
+    paths["truncated.mkv"].write_bytes(data[: len(data) // 2])
+    full.unlink()
+    paths["notavideo.mp4"].write_text("plain text pretending to be a video\n")
+    return paths
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every release file (the work directory excluded)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and ".work" not in p.parts}
+
+
+def realvideos_dir() -> str | None:
+    path = os.environ.get("VIDCORPUS_REALVIDEOS")
+    return path if path and os.path.isdir(path) else None
