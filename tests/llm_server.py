@@ -1,0 +1,348 @@
+"""A local OpenAI-compatible chat-completions server for the annotator tests and benchmark.
+
+`FakeLLMServer` runs `http.server` in a thread on 127.0.0.1 (port 0) and answers
+`POST /v1/chat/completions` with schema-valid JSON for each of the annotators' output schemas
+(picked by `response_format.json_schema.name`), derived deterministically from the request.
+It counts requests, keeps their bodies, and can inject faults on the Nth request or on
+requests whose body contains a pattern: 429 with Retry-After, 500, a response slower than the
+client's timeout, a dropped connection, a truncated body, a reply that is not JSON, and a
+reply that is JSON but not schema-valid.
+
+Token usage follows OpenAI's documented accounting: text costs len/4 tokens; an image costs
+85 tokens at low detail and 85 + 170 per 512 px tile at high detail (after scaling to fit
+2048 x 2048 and then to 768 px on the short side); `auto` means low for images up to 512 px.
+
+QA sets have planted flaws so that every verifier has something to find (`quirks=True`,
+sets of 6 or more items): item 0's answer is "A", which the blind check always guesses;
+item 3 cites a span past the end of the video; the CoT for item 4 reaches another answer;
+the last item repeats item 1's question in other case and punctuation.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+
+FAULT_KINDS = ("rate_limit", "server_error", "timeout", "drop", "truncated", "invalid_json", "schema_invalid")
+QUESTION_TYPES = ("temporal_order", "causal", "counting", "spatial", "descriptive", "before_after", "detail")
+NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+CLIP_LINE = re.compile(r"^- (\S+) \[([\d.]+)-([\d.]+) s\]", re.MULTILINE)
+
+
+@dataclass
+class Fault:
+    """Inject `kind` on request number `nth` (1-based) or on bodies containing `pattern`, `times` times."""
+
+    kind: str
+    nth: int | None = None
+    pattern: str | None = None
+    times: int = 1
+    retry_after: float = 0.0
+    sleep_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {self.kind!r}")
+
+    def matches(self, number: int, raw: str) -> bool:
+        if self.times <= 0:
+            return False
+        return (self.nth is not None and self.nth == number) or (self.pattern is not None and self.pattern in raw)
+
+
+@dataclass
+class FakeLLMServer:
+    latency_s: float = 0.0
+    faults: list[Fault] = field(default_factory=list)
+    quirks: bool = True
+    api_key: str | None = None
+    """When set, requests must carry `Authorization: Bearer <api_key>` (else 401)."""
+
+    def __post_init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.fired: list[tuple[int, str]] = []
+        self._count = 0
+        self._in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> FakeLLMServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        handler = type("Handler", (_Handler,), {"owner": self})
+        self._httpd = _Server(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return self._count
+
+    def add_fault(self, fault: Fault) -> None:
+        with self._lock:
+            self.faults.append(fault)
+
+    def _admit(self, raw: str) -> tuple[int, Fault | None]:
+        """Number this request and claim the first fault that applies to it."""
+        with self._lock:
+            self._count += 1
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            number = self._count
+            for fault in self.faults:
+                if fault.matches(number, raw):
+                    fault.times -= 1
+                    self.fired.append((number, fault.kind))
+                    return number, fault
+        return number, None
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _record(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.bodies.append(body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
+    owner: FakeLLMServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode("utf-8")
+        number, fault = self.owner._admit(raw)
+        try:
+            self._respond(raw, number, fault)
+        finally:
+            self.owner._leave()
+
+    def _respond(self, raw: str, number: int, fault: Fault | None) -> None:
+        server = self.owner
+        if server.latency_s:
+            time.sleep(server.latency_s)
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            return self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+        if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+            return self._send_json(401, {"error": {"message": "invalid api key", "type": "auth"}})
+        body = json.loads(raw)
+        server._record(body)
+        kind = fault.kind if fault else None
+        if kind == "rate_limit":
+            return self._send_json(429, {"error": {"message": "rate limited", "type": "rate_limit"}},
+                                   {"Retry-After": f"{fault.retry_after:g}"})
+        if kind == "server_error":
+            return self._send_json(500, {"error": {"message": "internal error", "type": "server_error"}})
+        if kind == "drop":
+            self.close_connection = True
+            return
+        if kind == "timeout":
+            time.sleep(fault.sleep_s)
+        content = answer(body, quirks=server.quirks)
+        if kind == "invalid_json":
+            content = "Sure! Here is what you asked for: " + content[: len(content) // 2]
+        elif kind == "schema_invalid":
+            content = json.dumps({"unexpected": True})
+        payload = completion(body, content, number)
+        if kind == "truncated":
+            data = json.dumps(payload).encode()
+            return self._send_bytes(200, data[: len(data) // 2])
+        self._send_json(200, payload)
+
+    def _send_json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+        self._send_bytes(status, json.dumps(payload).encode(), headers)
+
+    def _send_bytes(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout fault)
+            self.close_connection = True
+
+
+# ---- responses -------------------------------------------------------------------------------
+
+
+def completion(body: dict[str, Any], content: str, number: int) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{number}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body.get("model", "fake"),
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": {
+            "prompt_tokens": prompt_tokens(body["messages"]),
+            "completion_tokens": math.ceil(len(content) / 4),
+            "total_tokens": prompt_tokens(body["messages"]) + math.ceil(len(content) / 4),
+        },
+    }
+
+
+def answer(body: dict[str, Any], quirks: bool = True) -> str:
+    """Schema-valid JSON text for the request's output schema, derived from the request only."""
+    name = body["response_format"]["json_schema"]["name"]
+    text = "\n".join(_texts(m) for m in body["messages"] if m["role"] in ("system", "user"))
+    make = {
+        "clip_caption": _caption,
+        "video_summary": _summary,
+        "qa_set": _qa_set,
+        "cot_trace": _cot,
+        "blind_answer": _blind,
+    }[name]
+    return json.dumps(make(body, text, quirks))
+
+
+def _caption(body: dict, text: str, quirks: bool) -> dict:
+    images = [p["image_url"]["url"] for m in body["messages"] for p in _parts(m) if p.get("type") == "image_url"]
+    digest = hashlib.sha256("".join(images).encode()).hexdigest()[:8]
+    stamps = re.search(r"taken at: ([^\n]*?)\.\n", text)
+    differential = "previous clip" in text
+    return {
+        "caption": f"A man in a red jacket walks past a bicycle; keyframes at {stamps[1] if stamps else '?'} "
+                   f"({len(images) - differential} images, digest {digest}).",
+        "changes_since_previous": "The camera turned toward the street." if differential else None,
+    }
+
+
+def _summary(body: dict, text: str, quirks: bool) -> dict:
+    parts = len(CLIP_LINE.findall(text)) or len(re.findall(r"^\[[\d.]+-[\d.]+ s\]", text, re.MULTILINE))
+    return {
+        "summary": f"Across {parts} parts, the red-jacket man walks past a bicycle and leaves.",
+        "entities": [
+            {"name": "red-jacket man", "aliases": ["man in a red jacket"], "description": "A man wearing a red jacket."},
+            {"name": "bicycle", "aliases": [], "description": "A parked bicycle."},
+        ],
+    }
+
+
+def _qa_set(body: dict, text: str, quirks: bool) -> dict:
+    clips = CLIP_LINE.findall(text)
+    n = int(re.search(r"Write (\d+) question", text)[1])
+    duration = float(re.search(r"Video of ([\d.]+) s", text)[1])
+    items = []
+    for i in range(n):
+        clip_id, start, end = clips[i % len(clips)]
+        span = [float(start), float(end)]
+        if quirks and n >= 6 and i == 3:
+            span = [float(start), duration + 30.0]
+        question = f"Question {i + 1}: what does the red-jacket man do in clip {clip_id}?"
+        if quirks and n >= 6 and i == n - 1:
+            question = items[1]["question"].upper().replace("?", " ?!")
+        multiple_choice = i % 2 == 0
+        items.append({
+            "question": question,
+            "options": [f"He does thing {k} ({i})" for k in range(4)] if multiple_choice else None,
+            "answer": qa_answer(i, multiple_choice),
+            "question_type": QUESTION_TYPES[i % len(QUESTION_TYPES)],
+            "evidence": [{"clip_id": clip_id, "start_s": span[0], "end_s": span[1]}],
+        })
+    return {"items": items}
+
+
+def qa_answer(i: int, multiple_choice: bool) -> str:
+    """Item i's answer: letters A, B, C, D in turn for multiple choice, else '<i+1> times'."""
+    return "ABCD"[(i // 2) % 4] if multiple_choice else f"{i + 1} times"
+
+
+def _cot(body: dict, text: str, quirks: bool) -> dict:
+    i = int(re.search(r"Question (\d+):", text)[1]) - 1
+    clip_id = re.search(r"in clip (\S+?)\?", text)[1]
+    start, end = next((float(s), float(e)) for c, s, e in CLIP_LINE.findall(text) if c == clip_id)
+    multiple_choice = "Options:" in text
+    final = qa_answer(i, multiple_choice)
+    if not multiple_choice:
+        final = f"{NUMBER_WORDS[i + 1]} times" if i + 1 < len(NUMBER_WORDS) else final
+    if quirks and i == 4:
+        final = "D" if final != "D" else "A"
+    return {
+        "steps": [
+            {"kind": "perception", "text": f"In {clip_id} the red-jacket man walks.", "start_s": start, "end_s": end},
+            {"kind": "reasoning", "text": "So the answer follows from what he does there.", "start_s": None, "end_s": None},
+        ],
+        "final_answer": final,
+    }
+
+
+def _blind(body: dict, text: str, quirks: bool) -> dict:
+    return {"answer": "A" if "Options:" in text else "I cannot tell"}
+
+
+# ---- token accounting ------------------------------------------------------------------------
+
+
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    text = sum(len(_texts(m)) for m in messages)
+    images = sum(image_tokens(p["image_url"]) for m in messages for p in _parts(m) if p.get("type") == "image_url")
+    return math.ceil(text / 4) + images
+
+
+def image_tokens(image_url: dict[str, str]) -> int:
+    detail = image_url.get("detail", "auto")
+    width, height = _image_size(image_url["url"])
+    if detail == "low" or (detail == "auto" and max(width, height) <= 512):
+        return 85
+    scale = min(1.0, 2048 / max(width, height))
+    width, height = width * scale, height * scale
+    scale = min(1.0, 768 / min(width, height))
+    width, height = width * scale, height * scale
+    return 85 + 170 * math.ceil(width / 512) * math.ceil(height / 512)
+
+
+def _image_size(data_url: str) -> tuple[int, int]:
+    data = base64.b64decode(data_url.split(",", 1)[1])
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
+
+
+def _parts(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message.get("content")
+    return content if isinstance(content, list) else []
+
+
+def _texts(message: dict[str, Any]) -> str:
+    content = message.get("content") or ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(p["text"] for p in content if p.get("type") == "text")

@@ -1,0 +1,420 @@
+"""One client for every LLM call: bounded concurrency, retries, validated structured output, cache.
+
+Built on the `openai` package with its own retries switched off, so the retries here are the
+only ones and each is counted. A call never raises for a bad endpoint or a bad answer: it
+returns an `LLMResult` (a validated pydantic value plus provenance and token usage) or an
+`LLMFailure` (error class, message, attempts). Either way the caller decides what to record.
+
+- Retried with exponential backoff and jitter: 408/409/429/5xx, timeouts, dropped connections
+  and malformed response bodies. A `Retry-After` (or `retry-after-ms`) header sets the wait.
+- Structured output: `response_format` carries a strict JSON schema generated from the pydantic
+  output model; the reply is validated with that model. One repair round sends the invalid
+  reply and the validation error back; a second invalid reply becomes an `LLMFailure`.
+- Cached by (model, prompt id and version, exact request body) through `ResponseCache`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
+
+import openai
+from openai.types.chat import ChatCompletion
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+
+from vidcorpus.annotators.cache import ResponseCache, request_key
+from vidcorpus.annotators.config import AnnotatorConfig, Endpoint, resolve_endpoint
+from vidcorpus.annotators.prompts import Prompt
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T", bound="OutputModel")
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+MAX_RETRY_AFTER_S = 300.0
+REPAIR_INSTRUCTION = (
+    "Your previous reply was not valid for the required JSON schema.\n"
+    "Validation error:\n{error}\n"
+    "Reply again with only the corrected JSON object."
+)
+
+
+class OutputModel(BaseModel):
+    """Base of every structured LLM output: unknown keys are errors (and the schema says so).
+
+    Attribute docstrings become schema descriptions, so the model reads what each field means.
+    """
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    schema_name: ClassVar[str] = "output"
+    """The `json_schema.name` sent with requests for this output."""
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text.strip()
+
+
+NonEmptyStr = Annotated[str, AfterValidator(_not_blank)]
+"""A string that must say something; checked by validation, not by the schema (strict mode has no minLength)."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.tokens_in + other.tokens_in, self.tokens_out + other.tokens_out)
+
+
+@dataclass(frozen=True)
+class LLMRequest(Generic[T]):
+    """What to ask (`messages`), what shape to get back (`output`), and what it annotates."""
+
+    prompt: Prompt
+    messages: list[dict[str, Any]]
+    output: type[T]
+    item_id: str
+
+
+@dataclass(frozen=True)
+class LLMResult(Generic[T]):
+    ok: ClassVar[bool] = True
+    item_id: str
+    value: T
+    model: str
+    prompt_id: str
+    prompt_version: int
+    request_hash: str
+    usage: Usage
+    cache_hit: bool
+    attempts: int
+    """HTTP requests made for this result (0 on a cache hit), repair round included."""
+    repaired: bool
+
+    @property
+    def retries(self) -> int:
+        return max(0, self.attempts - 1 - int(self.repaired))
+
+
+@dataclass(frozen=True)
+class LLMFailure:
+    ok: ClassVar[bool] = False
+    item_id: str
+    model: str
+    prompt_id: str
+    prompt_version: int
+    request_hash: str
+    error_class: str
+    message: str
+    attempts: int
+    usage: Usage = Usage()
+
+    @property
+    def retries(self) -> int:
+        return max(0, self.attempts - 1)
+
+
+Outcome = LLMResult | LLMFailure
+
+
+@lru_cache(maxsize=None)
+def json_schema_for(model: type[BaseModel]) -> dict[str, Any]:
+    """A strict-mode JSON schema: every object closed, every property required, no defaults.
+
+    Cached per model class; callers must treat the returned dict as read-only.
+    """
+
+    def tighten(node: Any) -> Any:
+        if isinstance(node, dict):
+            node = {k: tighten(v) for k, v in node.items() if k not in ("default", "title")}
+            if node.get("type") == "object" and "properties" in node:
+                node["additionalProperties"] = False
+                node["required"] = sorted(node["properties"])
+            return node
+        if isinstance(node, list):
+            return [tighten(v) for v in node]
+        return node
+
+    return tighten(model.model_json_schema())
+
+
+class LLMClient:
+    """Thread-safe; share one per worker process so `concurrency` bounds that worker's requests."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        concurrency: int = 8,
+        max_retries: int = 5,
+        timeout_s: float = 120.0,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        cache: ResponseCache | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        slots: threading.Semaphore | None = None,
+    ):
+        """`slots` lets several clients (one per annotator) share one in-flight bound."""
+        self.endpoint = endpoint
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.cache = cache
+        self._sleep = sleep
+        self._slots = slots if slots is not None else threading.BoundedSemaphore(concurrency)
+        self._openai = openai.OpenAI(
+            api_key=endpoint.api_key or "unused",  # local servers (vLLM, Ollama) need no key
+            base_url=endpoint.base_url or OPENAI_BASE_URL,
+            timeout=timeout_s,
+            max_retries=0,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: AnnotatorConfig,
+        name: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        slots: threading.Semaphore | None = None,
+    ) -> LLMClient | None:
+        """The client for annotator `name`, or None when it is disabled or has no endpoint."""
+        endpoint = resolve_endpoint(config, name, env)
+        if endpoint is None:
+            return None
+        return cls(
+            endpoint,
+            concurrency=config.concurrency,
+            max_retries=config.max_retries,
+            timeout_s=config.timeout_s,
+            backoff_base_s=config.backoff_base_s,
+            backoff_max_s=config.backoff_max_s,
+            cache=ResponseCache(config.cache_dir) if config.cache_dir else None,
+            sleep=sleep,
+            slots=slots,
+        )
+
+    def __repr__(self) -> str:
+        e = self.endpoint
+        return f"LLMClient(name={e.name!r}, model={e.model!r}, base_url={e.base_url!r}, concurrency={self.concurrency})"
+
+    def close(self) -> None:
+        self._openai.close()
+
+    @property
+    def model(self) -> str:
+        return self.endpoint.model
+
+    def body(self, request: LLMRequest) -> dict[str, Any]:
+        """The exact chat-completions request body (also what the cache key hashes)."""
+        body: dict[str, Any] = {
+            "model": self.endpoint.model,
+            "messages": request.messages,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.output.schema_name,
+                    "schema": json_schema_for(request.output),
+                    "strict": True,
+                },
+            },
+            "temperature": self.endpoint.temperature,
+            "max_tokens": self.endpoint.max_tokens,
+        }
+        if self.endpoint.seed is not None:
+            body["seed"] = self.endpoint.seed
+        return body
+
+    def map(self, requests: Iterable[LLMRequest]) -> list[Outcome]:
+        """Run requests with up to `concurrency` in flight; outcomes come back in request order."""
+        requests = list(requests)
+        if len(requests) <= 1:
+            return [self.call(r) for r in requests]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
+            return list(pool.map(self.call, requests))
+
+    def call(self, request: LLMRequest) -> Outcome:
+        body = self.body(request)
+        key = request_key(self.model, request.prompt.id, request.prompt.version, body)
+        if (cached := self._from_cache(request, key)) is not None:
+            return cached
+        with self._slots:
+            outcome = self._complete(request, body, key)
+        if outcome.ok and self.cache is not None:
+            self.cache.put(key, {
+                "model": self.model,
+                "prompt_id": request.prompt.id,
+                "prompt_version": request.prompt.version,
+                "content": outcome.value.model_dump_json(),
+                "usage": {"tokens_in": outcome.usage.tokens_in, "tokens_out": outcome.usage.tokens_out},
+                "repaired": outcome.repaired,
+            })
+        return outcome
+
+    def _from_cache(self, request: LLMRequest, key: str) -> LLMResult | None:
+        entry = self.cache.get(key) if self.cache is not None else None
+        if entry is None:
+            return None
+        try:
+            value = request.output.model_validate_json(entry["content"])
+            usage = Usage(**entry["usage"])
+        except (ValidationError, KeyError, TypeError):
+            return None
+        return self._result(request, key, value, usage, cache_hit=True, attempts=0, repaired=bool(entry.get("repaired")))
+
+    def _complete(self, request: LLMRequest, body: dict[str, Any], key: str) -> Outcome:
+        """First round, then at most one repair round; each round retries transport errors."""
+        messages = list(body["messages"])
+        usage, attempts = Usage(), 0
+        for repair_round in (False, True):
+            reply = self._send({**body, "messages": messages}, request, key)
+            attempts += reply.attempts
+            usage += reply.usage
+            if reply.error is not None:
+                return self._failure(request, key, *reply.error, attempts=attempts, usage=usage)
+            try:
+                value = request.output.model_validate_json(reply.content)
+            except ValidationError as exc:
+                error = _describe_validation(exc)
+                if repair_round:
+                    return self._failure(request, key, "ValidationError", error, attempts=attempts, usage=usage)
+                log.info("invalid %s reply for %s, asking for a repair", request.prompt.id, request.item_id)
+                messages += [
+                    {"role": "assistant", "content": reply.content},
+                    {"role": "user", "content": REPAIR_INSTRUCTION.format(error=error)},
+                ]
+                continue
+            return self._result(request, key, value, usage, cache_hit=False, attempts=attempts, repaired=repair_round)
+        raise AssertionError("unreachable")
+
+    def _send(self, body: dict[str, Any], request: LLMRequest, key: str) -> _Reply:
+        """One round: the first attempt plus up to `max_retries` retries of transient errors."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                completion = self._openai.chat.completions.create(**body)
+                if not isinstance(completion, ChatCompletion):
+                    raise _MalformedResponse(f"expected a chat completion, got {type(completion).__name__}")
+            except (openai.APIConnectionError, _MalformedResponse, json.JSONDecodeError) as exc:
+                error, retry_after = exc, None
+            except openai.APIStatusError as exc:
+                if not _retryable_status(exc.status_code):
+                    return _Reply(attempts=attempt + 1, error=self._error(exc))
+                error, retry_after = exc, _retry_after_s(exc.response.headers)
+            else:
+                return _reply_of(completion, attempts=attempt + 1)
+            if attempt == self.max_retries:
+                return _Reply(attempts=attempt + 1, error=self._error(error))
+            delay = self._delay(attempt, key, retry_after)
+            log.warning(
+                "%s for %s (%s), retry %d/%d in %.2fs",
+                type(error).__name__, request.item_id, request.prompt.id, attempt + 1, self.max_retries, delay,
+            )
+            self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _delay(self, attempt: int, key: str, retry_after: float | None) -> float:
+        """Retry-After when the server gives one, else capped exponential backoff with jitter.
+
+        The jitter is drawn from a generator seeded by (request, attempt): concurrent requests
+        spread out, yet a run's schedule does not depend on global random state.
+        """
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), MAX_RETRY_AFTER_S)
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2**attempt)
+        return ceiling * random.Random(f"{key}:{attempt}").uniform(0.5, 1.0)
+
+    def _error(self, exc: BaseException) -> tuple[str, str]:
+        return type(exc).__name__, self._redact(str(exc))
+
+    def _redact(self, text: str) -> str:
+        key = self.endpoint.api_key
+        return text.replace(key, "***") if key else text
+
+    def _result(
+        self, request: LLMRequest, key: str, value: OutputModel, usage: Usage, *,
+        cache_hit: bool, attempts: int, repaired: bool,
+    ) -> LLMResult:
+        return LLMResult(
+            item_id=request.item_id, value=value, model=self.model, prompt_id=request.prompt.id,
+            prompt_version=request.prompt.version, request_hash=key, usage=usage,
+            cache_hit=cache_hit, attempts=attempts, repaired=repaired,
+        )
+
+    def _failure(
+        self, request: LLMRequest, key: str, error_class: str, message: str, *, attempts: int, usage: Usage,
+    ) -> LLMFailure:
+        return LLMFailure(
+            item_id=request.item_id, model=self.model, prompt_id=request.prompt.id,
+            prompt_version=request.prompt.version, request_hash=key, error_class=error_class,
+            message=self._redact(message)[:2000], attempts=attempts, usage=usage,
+        )
+
+
+@dataclass(frozen=True)
+class _Reply:
+    attempts: int
+    content: str = ""
+    usage: Usage = Usage()
+    error: tuple[str, str] | None = None
+
+
+class _MalformedResponse(Exception):
+    """A 200 response whose body is not a chat completion (e.g. cut short): retried."""
+
+
+def _reply_of(completion: ChatCompletion, attempts: int) -> _Reply:
+    usage = Usage(completion.usage.prompt_tokens, completion.usage.completion_tokens) if completion.usage else Usage()
+    if not completion.choices:
+        return _Reply(attempts, usage=usage, error=("EmptyResponse", "response has no choices"))
+    message = completion.choices[0].message
+    if getattr(message, "refusal", None):
+        return _Reply(attempts, usage=usage, error=("Refusal", message.refusal))
+    return _Reply(attempts, content=message.content or "", usage=usage)
+
+
+def _retryable_status(status: int) -> bool:
+    return status in RETRYABLE_STATUS or status >= 500
+
+
+def _retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asked us to wait (`retry-after-ms`, `retry-after` seconds or HTTP date)."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None
+
+
+def _describe_validation(exc: ValidationError) -> str:
+    """Compact error text for the repair prompt: location and message, not the whole input."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False)[:20]:
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"{where}: {err['msg']}")
+    return "\n".join(lines)

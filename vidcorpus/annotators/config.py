@@ -1,0 +1,133 @@
+"""Typed settings for the LLM annotators, embedded in the build config under `llm:`.
+
+Endpoint, key and model resolve per annotator: the annotator's own block, then the section's
+defaults, then the `OPENAI_BASE_URL` / `OPENAI_API_KEY` environment. The config holds the *name*
+of the environment variable that carries the key, never the key itself, so a dumped config,
+a manifest or a log line cannot leak it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ANNOTATORS = ("caption", "summary", "qa", "cot", "blind")
+"""Every LLM call site: clip captions, video summary, grounded QA, CoT traces, blind check."""
+
+ImageDetail = Literal["low", "high", "auto"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EndpointConfig(_Section):
+    """Per-annotator overrides; None falls back to the section defaults."""
+
+    enabled: bool = True
+    base_url: str | None = None
+    api_key_env: str | None = None
+    model: str | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+
+
+class AnnotatorConfig(_Section):
+    enabled: bool = True
+    base_url: str | None = None
+    """OpenAI-compatible base URL (e.g. `http://localhost:8000/v1`); None reads `OPENAI_BASE_URL`."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the API key."""
+    model: str = "gpt-4o-mini"
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(2048, ge=1)
+    seed: int | None = 0
+    """Sent with every request so endpoints that honour it answer reproducibly."""
+
+    caption: EndpointConfig = EndpointConfig()
+    """Switching off an annotator (`cot: {enabled: false}`) skips its calls and what depends on them."""
+    summary: EndpointConfig = EndpointConfig()
+    qa: EndpointConfig = EndpointConfig()
+    cot: EndpointConfig = EndpointConfig()
+    blind: EndpointConfig = EndpointConfig()
+
+    concurrency: int = Field(8, ge=1)
+    """Requests in flight per client (per worker process when the client is shared)."""
+    max_retries: int = Field(5, ge=0)
+    """Retries after the first attempt on 429, 5xx, timeouts and dropped connections."""
+    timeout_s: float = Field(120.0, gt=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    cache_dir: str | None = None
+    """Response cache root (local path or `gs://...`); None disables caching."""
+
+    image_detail: ImageDetail = "low"
+    max_keyframes_per_clip: int = Field(4, ge=1)
+    differential_captions: bool = True
+    """Captions also say what changed since the previous clip (whose last keyframe is sent too)."""
+    summary_chunk_size: int = Field(8, ge=2)
+    """Captions per partial summary, and partial summaries per reduce step."""
+    qa_per_video: int = Field(5, ge=0)
+    drop_blind_answerable: bool = True
+    """Drop QA that the blind check (`blind.enabled`) answers right without the video (else flag)."""
+    drop_failed_spans: bool = False
+    """Drop QA whose evidence spans fall outside the video or miss their cited clips (else flag)."""
+    prompt_versions: dict[str, int] = Field(default_factory=dict)
+    """Pin a prompt id to a version; unpinned prompts use their newest version."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One annotator's resolved endpoint. The key is excluded from repr and comparisons."""
+
+    name: str
+    base_url: str | None
+    model: str
+    temperature: float
+    max_tokens: int
+    seed: int | None
+    api_key: str | None = field(default=None, repr=False, compare=False)
+
+
+def resolve_endpoint(config: AnnotatorConfig, name: str, env: Mapping[str, str] | None = None) -> Endpoint | None:
+    """The endpoint annotator `name` would call, or None when it is disabled or unconfigured."""
+    env = os.environ if env is None else env
+    own: EndpointConfig = getattr(config, name)
+    if not (config.enabled and own.enabled):
+        return None
+    base_url = own.base_url or config.base_url or env.get("OPENAI_BASE_URL") or None
+    api_key = env.get(own.api_key_env or config.api_key_env) or None
+    if base_url is None and api_key is None:
+        return None
+    return Endpoint(
+        name=name,
+        base_url=base_url,
+        model=own.model or config.model,
+        temperature=config.temperature if own.temperature is None else own.temperature,
+        max_tokens=own.max_tokens or config.max_tokens,
+        seed=config.seed,
+        api_key=api_key,
+    )
+
+
+def endpoint_configured(config: AnnotatorConfig, env: Mapping[str, str] | None = None) -> bool:
+    """True when captions can be made: the build skips every LLM stage (and says so) otherwise."""
+    return resolve_endpoint(config, "caption", env) is not None
+
+
+def skipped_reason(config: AnnotatorConfig, env: Mapping[str, str] | None = None) -> str | None:
+    """Why the LLM stages will not run, in words for the build log; None when they will."""
+    if not config.enabled:
+        return "LLM annotation disabled (llm.enabled: false)"
+    if not config.caption.enabled:
+        return "LLM annotation disabled (llm.caption.enabled: false)"
+    if not endpoint_configured(config, env):
+        return (
+            f"no LLM endpoint: set llm.base_url or OPENAI_BASE_URL, "
+            f"or the API key variable {config.caption.api_key_env or config.api_key_env}"
+        )
+    return None
