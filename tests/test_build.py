@@ -10,7 +10,7 @@ import webdataset as wds
 from PIL import Image
 
 from conftest import tree_digest
-from vidcorpus.pipelines import analyze
+from vidcorpus.pipelines import segment
 from vidcorpus.pipelines.build import build
 
 
@@ -114,7 +114,7 @@ def test_two_builds_are_byte_identical(corpus, videos, tiny_config, tmp_path):
 
 
 def test_a_record_that_breaks_its_schema_goes_to_failures(videos, tiny_config, tmp_path, monkeypatch):
-    real = analyze.clip_row
+    real = segment.clip_row
 
     def broken(*args, **kwargs):
         row, jpegs = real(*args, **kwargs)
@@ -123,7 +123,7 @@ def test_a_record_that_breaks_its_schema_goes_to_failures(videos, tiny_config, t
             row["duration_s"] = -1.0
         return row, jpegs
 
-    monkeypatch.setattr(analyze, "clip_row", broken)
+    monkeypatch.setattr(segment, "clip_row", broken)
     summary = build(str(videos["cuts.mp4"]), str(tmp_path / "out"), tiny_config)
     failures = table(tmp_path / "out", "failures")
     assert len(failures) == 1 and failures[0]["stage"] == "validate"

@@ -9,7 +9,7 @@ from vidcorpus.config import load_config
 from vidcorpus.media.probe import open_container, probe
 from vidcorpus.media.scenes import plan_scenes
 from vidcorpus.media.synth import Scene, write_video
-from vidcorpus.pipelines.analyze import decode_pass
+from vidcorpus.pipelines.scan import decode_pass
 from vidcorpus.scoring.keyframes import CandidateSpool
 
 

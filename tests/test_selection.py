@@ -209,8 +209,7 @@ def test_without_transition_check_the_fade_would_chain_three_scenes():
 
 def test_long_scenes_are_split_into_equal_parts_keeping_their_sources():
     bounds, timestamps, embeddings = five_scene_video()
-    config = ClipConfig(max_scene_s=3.0)
-    planned = plan_scenes_with_config(bounds, timestamps, embeddings, config)
+    planned = plan_scenes_with_config(bounds, timestamps, embeddings, ClipConfig(), max_scene_s=3.0)
     first_event = [s for s in planned if s.source_scenes == (0, 1)]
     assert len(first_event) == 3
     assert [s.duration_s for s in first_event] == pytest.approx([8 / 3] * 3)
@@ -285,11 +284,9 @@ def test_duplicate_groups_are_transitive_and_threshold_sensitive():
     assert duplicate_groups(chain, 0.999) == [0, 1, 2, 3]
 
 
-def test_config_validation_guards_query_mode_and_batches():
-    with pytest.raises(ValueError, match="clip.queries"):
-        ClipConfig(keyframe_mode="query")
+def test_config_validation_guards_batches():
     with pytest.raises(ValueError, match="min_batch_size"):
         ClipConfig(batch_size=4, min_batch_size=8)
     with pytest.raises(ValueError):
         ClipConfig(unknown_key=1)
-    assert ClipConfig(keyframe_mode="query", queries=["a goal"]).queries == ["a goal"]
+    assert ClipConfig(queries=["a goal"]).queries == ["a goal"]

@@ -13,6 +13,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vidcorpus.annotators.config import AnnotatorConfig
+from vidcorpus.scoring.clip_config import ClipConfig
+from vidcorpus.tasks.config import TasksConfig
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -70,7 +74,9 @@ class ScenesConfig(Section):
 
 class KeyframesConfig(Section):
     k: int = Field(3, ge=1)
-    mode: Literal["uniform"] = "uniform"
+    mode: Literal["uniform", "diverse", "query"] = "uniform"
+    """`uniform`: the sharpest usable frame of k equal segments; `diverse` (novelty in CLIP space)
+    and `query` (relevance to `clip.queries` plus temporal coverage) need `clip.enabled`."""
     black_brightness: float = Field(16.0, ge=0)
     """Frames whose mean luma (0-255) is below this count as black."""
     blur_sharpness: float = Field(20.0, ge=0)
@@ -110,6 +116,9 @@ class ShardsConfig(Section):
 
 
 class BuildConfig(Section):
+    """The whole recipe. `tasks.splits` is not set directly: it always follows `shards.splits`,
+    so clips and tasks of a video share one split."""
+
     input: InputConfig = InputConfig()
     ids: IdsConfig = IdsConfig()
     runner: RunnerConfig = RunnerConfig()
@@ -119,6 +128,30 @@ class BuildConfig(Section):
     keyframes: KeyframesConfig = KeyframesConfig()
     clips: ClipsConfig = ClipsConfig()
     shards: ShardsConfig = ShardsConfig()
+    clip: ClipConfig = ClipConfig()
+    llm: AnnotatorConfig = AnnotatorConfig()
+    tasks: TasksConfig = TasksConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tasks_follow_shard_splits(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            tasks = dict(data.get("tasks") or {})
+            if "splits" in tasks:
+                raise ValueError("set split fractions with shards.splits; tasks.splits follows it")
+            shards = data.get("shards") or {}
+            splits = shards.get("splits") if isinstance(shards, dict) else getattr(shards, "splits", None)
+            tasks["splits"] = {"fractions": splits or ShardsConfig().splits}
+            data = {**data, "tasks": tasks}
+        return data
+
+    @model_validator(mode="after")
+    def _embedding_modes_need_clip(self) -> "BuildConfig":
+        if self.keyframes.mode != "uniform" and not self.clip.enabled:
+            raise ValueError(f"keyframes.mode={self.keyframes.mode} needs clip.enabled=true")
+        if self.keyframes.mode == "query" and not self.clip.queries:
+            raise ValueError("keyframes.mode=query needs at least one entry in clip.queries")
+        return self
 
 
 class ConfigError(ValueError):

@@ -10,7 +10,7 @@ import sys
 import threading
 
 from vidcorpus import storage
-from vidcorpus.pipelines.analyze import RESULT
+from vidcorpus.pipelines.segment import RESULT
 
 
 class Progress:

@@ -93,5 +93,11 @@ def _x264_stream(dst, geometry: Geometry, size: tuple[int, int], fps: float, cfg
     out.width, out.height, out.pix_fmt = w, h, "yuv420p"
     out.time_base = out.codec_context.time_base = ENCODE_TIME_BASE  # keep source timing exact (VFR too)
     out.codec_context.thread_count = cfg.encoder_threads
-    out.codec_context.options = {"crf": str(cfg.crf), "preset": cfg.preset, "flags": "+bitexact"}
+    out.codec_context.options = x264_options(cfg.crf, cfg.preset)
     return out
+
+
+def x264_options(crf: int, preset: str) -> dict[str, str]:
+    """libx264 settings that give the same bytes for the same pictures: bit-exact, and no
+    macroblock-tree rate control, whose output was seen to vary from run to run."""
+    return {"crf": str(crf), "preset": preset, "flags": "+bitexact", "x264-params": "mbtree=0"}

@@ -28,7 +28,7 @@ class Geometry:
     @property
     def display_size(self) -> tuple[int, int]:
         """(width, height) as a viewer sees it: SAR applied, then rotation."""
-        w, h = _even(self.width * self.sar), _even(self.height)
+        w, h = snap(self.width * self.sar), snap(self.height)
         return (h, w) if self.rotation in (90, 270) else (w, h)
 
     def scaled(self, longest: int | None = None, width: int | None = None, short: int | None = None) -> tuple[int, int]:
@@ -38,12 +38,13 @@ class Geometry:
         target, side = ((width, dw) if width is not None else (short, min(dw, dh)) if short is not None
                         else (longest, max(dw, dh)))
         scale = min(1.0, target / side)
-        out_w, out_h = _even(dw * scale), _even(dh * scale)
+        out_w, out_h = snap(dw * scale), snap(dh * scale)
         return (out_h, out_w) if self.rotation in (90, 270) else (out_w, out_h)
 
 
-def _even(x: float) -> int:
-    return max(2, int(round(x / 2)) * 2)
+def snap(x: float, multiple: int = 2) -> int:
+    """`x` rounded to a positive multiple of `multiple`."""
+    return max(multiple, int(round(x / multiple)) * multiple)
 
 
 def geometry_of(frame: av.VideoFrame, sar: float) -> Geometry:

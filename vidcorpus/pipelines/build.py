@@ -1,11 +1,19 @@
-"""The build pipeline: discover → identify → analyze (probe, decode once, scenes, keyframes,
-clips) → plan → write tables and shards → manifest, on any Beam runner."""
+"""The build pipeline, on any Beam runner:
+
+    discover → identify → dedupe → scan (probe, decode once) → [CLIP] → segment (scenes,
+    keyframes, clips) → [annotate (LLM)] → [tasks] → plan → write tables and shards → manifest
+
+Reshuffles between the heavy stages break fusion, so decoding, CLIP and LLM calls can scale
+(and, on Dataflow, run on different workers). A video whose staged result matches the
+current config is not processed again, so a killed build resumes where it stopped.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
@@ -14,32 +22,26 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from vidcorpus import storage
 from vidcorpus.config import BuildConfig, config_to_dict
-from vidcorpus.pipelines.analyze import Input, analyze_video
+from vidcorpus.pipelines.annotate import Annotate
 from vidcorpus.pipelines.discover import Identify, discover, pick_one
-from vidcorpus.pipelines.release import (clear_release, plan_release, table_jobs, write_shard_job,
+from vidcorpus.pipelines.embed import EmbedCandidates, text_embeddings
+from vidcorpus.pipelines.release import (clear_release, plan_release, table_jobs, write_file_job, write_shard_job,
                                          write_table_job)
+from vidcorpus.pipelines.scan import Input, Scanned, scan_video, staging_dir
+from vidcorpus.pipelines.segment import RESULT, Embeddings, segment_video
+from vidcorpus.pipelines.tasks import add_tasks, pool_entries
 from vidcorpus.progress import Progress
 from vidcorpus.sinks.manifest import MANIFEST, write_manifest
 
 log = logging.getLogger(__name__)
 WORK_DIR = ".work"
+RESULT_SECTIONS = ("input", "ids", "probe", "decode", "scenes", "keyframes", "clips", "clip", "shards")
 
 
-class Analyze(beam.DoFn):
-    def __init__(self, cfg: BuildConfig, work_dir: str):
-        self.cfg, self.work_dir = cfg, work_dir
-        self.videos = Metrics.counter("vidcorpus", "videos")
-        self.clips = Metrics.counter("vidcorpus", "clips")
-        self.failed = Metrics.counter("vidcorpus", "videos_failed")
-
-    def process(self, item: Input):
-        result = analyze_video(item, self.cfg, self.work_dir)
-        if result["video"]:
-            self.videos.inc()
-            self.clips.inc(len(result["clips"]))
-        else:
-            self.failed.inc()
-        yield result
+def result_fingerprint(cfg: BuildConfig) -> str:
+    """Hash of the config sections a staged per-video result depends on."""
+    sections = {k: v for k, v in config_to_dict(cfg).items() if k in RESULT_SECTIONS}
+    return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -48,57 +50,191 @@ class BuildSummary:
     counts: dict[str, Any]
     dataset_hash: str
     skipped: list[str]
+    skipped_stages: dict[str, str] = field(default_factory=dict)
+
+
+class Scan(beam.DoFn):
+    """Input → Scanned, or the staged result of an earlier run (resume), or a failure result."""
+
+    def __init__(self, cfg: BuildConfig, work_dir: str):
+        self.cfg, self.work_dir = cfg, work_dir
+        self.fingerprint = result_fingerprint(cfg)
+        self.scanned = Metrics.counter("vidcorpus", "videos_scanned")
+        self.resumed = Metrics.counter("vidcorpus", "videos_resumed")
+
+    def process(self, item: Input):
+        staged = load_staged_result(self.work_dir, item.video_id, self.fingerprint)
+        if staged is not None:
+            self.resumed.inc()
+            yield beam.pvalue.TaggedOutput("done", staged)
+            return
+        self.scanned.inc()
+        out = scan_video(item, self.cfg, self.work_dir)
+        yield out if isinstance(out, Scanned) else beam.pvalue.TaggedOutput("done", stamp(out, self.fingerprint, self.work_dir, item.video_id))
+
+
+def load_staged_result(work_dir: str, video_id: str, fingerprint: str) -> dict[str, Any] | None:
+    uri = storage.join(staging_dir(work_dir, video_id), RESULT)
+    if not storage.exists(uri):
+        return None
+    try:
+        result = json.loads(storage.read_bytes(uri))
+    except ValueError:
+        return None
+    return result if result.get("fingerprint") == fingerprint else None
+
+
+def stamp(result: dict[str, Any], fingerprint: str, work_dir: str, video_id: str) -> dict[str, Any]:
+    """Record the config fingerprint on a result and stage it (written last: the done marker)."""
+    result["fingerprint"] = fingerprint
+    storage.write_bytes(storage.join(staging_dir(work_dir, video_id), RESULT), json.dumps(result, sort_keys=True).encode())
+    return result
+
+
+class Segment(beam.DoFn):
+    def __init__(self, cfg: BuildConfig, work_dir: str, text=None):
+        self.cfg, self.work_dir, self.text = cfg, work_dir, text
+        self.fingerprint = result_fingerprint(cfg)
+        self.videos = Metrics.counter("vidcorpus", "videos")
+        self.clips = Metrics.counter("vidcorpus", "clips")
+        self.failed = Metrics.counter("vidcorpus", "videos_failed")
+
+    def process(self, element):
+        scanned, embeddings = element if isinstance(element, tuple) else (element, None)
+        result = segment_video(scanned, self.cfg, self.work_dir, embeddings, self.text)
+        if result["video"]:
+            self.videos.inc()
+            self.clips.inc(len(result["clips"]))
+        else:
+            self.failed.inc()
+        yield stamp(result, self.fingerprint, self.work_dir, scanned.item.video_id)
+
+
+def join_embeddings(element, text):
+    """CoGroupByKey output → (Scanned, Embeddings) for videos that have both."""
+    _, grouped = element
+    for scanned in grouped["scanned"]:
+        found = grouped["embeddings"]
+        by_index = found[0] if found else {}
+        if len(by_index) == len(scanned.candidates):
+            yield scanned, Embeddings.of(scanned, by_index, text)
+        else:
+            yield scanned, None  # a video without candidates has nothing to embed
 
 
 def pipeline_options(cfg: BuildConfig) -> PipelineOptions:
-    return PipelineOptions(runner="DirectRunner", direct_running_mode=cfg.runner.mode,
+    return PipelineOptions(flags=[], runner="DirectRunner", direct_running_mode=cfg.runner.mode,
                            direct_num_workers=cfg.runner.workers)
+
+
+def skipped_stages(cfg: BuildConfig) -> dict[str, str]:
+    """Stages this build leaves out, with the reason (recorded in the manifest)."""
+    from vidcorpus.annotators.config import skipped_reason
+
+    skipped = {}
+    if not cfg.clip.enabled:
+        skipped["clip"] = "clip.enabled is false"
+    reason = skipped_reason(cfg.llm)
+    if reason:
+        skipped["annotate"] = reason
+    if not cfg.tasks.enabled:
+        skipped["tasks"] = "tasks.enabled is false"
+    return skipped
 
 
 def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptions | None = None) -> BuildSummary:
     uris, skipped = discover(input_spec, cfg.input)
     if skipped:
         log.info("skipped %d files without a video extension (input.extensions)", len(skipped))
+    stages_off = skipped_stages(cfg)
+    for stage, reason in stages_off.items():
+        log.warning("skipping stage %s: %s", stage, reason)
     work_dir = storage.join(output, WORK_DIR)
     clear_release(output)
-    progress = Progress(work_dir, total=len(uris), enabled=cfg.runner.progress)
-    with progress:
+    with Progress(work_dir, total=len(uris), enabled=cfg.runner.progress):
         pipeline = beam.Pipeline(options=options or pipeline_options(cfg))
-        compose(pipeline, uris, output, work_dir, cfg)
-        result = pipeline.run()
-        result.wait_until_finish()
-    manifest = _read_manifest(output)
-    return BuildSummary(output, manifest["counts"], manifest["dataset_hash"], skipped)
+        compose(pipeline, uris, output, work_dir, cfg, stages_off)
+        pipeline.run().wait_until_finish()
+    manifest = json.loads(storage.read_bytes(storage.join(output, MANIFEST)))
+    return BuildSummary(output, manifest["counts"], manifest["dataset_hash"], skipped, stages_off)
 
 
-def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: BuildConfig) -> None:
+def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: BuildConfig,
+            stages_off: dict[str, str]) -> None:
     identified = (p | "Inputs" >> beam.Create(uris)
                   | "SpreadInputs" >> beam.Reshuffle()
                   | "Identify" >> beam.ParDo(Identify(cfg)).with_outputs("failed", main="ok"))
     unique = (identified.ok
               | "ByContent" >> beam.GroupByKey()
               | "Dedupe" >> beam.FlatMap(pick_one).with_outputs("failed", main="ok"))
-    analyzed = (unique.ok
-                | "SpreadVideos" >> beam.Reshuffle()
-                | "Analyze" >> beam.ParDo(Analyze(cfg, work_dir)))
-    plan = ((analyzed, identified.failed, unique.failed)
+    scanned = (unique.ok
+               | "SpreadVideos" >> beam.Reshuffle()
+               | "Scan" >> beam.ParDo(Scan(cfg, work_dir)).with_outputs("done", main="scanned"))
+    text = text_embeddings(cfg)
+    to_segment = scanned.scanned
+    if "clip" not in stages_off:
+        embeddings = scanned.scanned | "Embed" >> EmbedCandidates(cfg)
+        to_segment = ({"scanned": scanned.scanned | "KeyScanned" >> beam.Map(lambda s: (s.item.video_id, s)),
+                       "embeddings": embeddings}
+                      | "JoinEmbeddings" >> beam.CoGroupByKey()
+                      | "WithEmbeddings" >> beam.FlatMap(join_embeddings, text))
+    segmented = (to_segment
+                 | "SpreadScanned" >> beam.Reshuffle()
+                 | "Segment" >> beam.ParDo(Segment(cfg, work_dir, text)))
+    results = (segmented, scanned.done) | "Videos" >> beam.Flatten()
+    if "annotate" not in stages_off:
+        results = (results
+                   | "SpreadForLLM" >> beam.Reshuffle()
+                   | "Annotate" >> beam.ParDo(Annotate(cfg, work_dir)))
+    if "tasks" not in stages_off:
+        pool = results | "ForeignPool" >> beam.FlatMap(pool_entries, cfg) | "PoolList" >> beam.combiners.ToList()
+        results = results | "Tasks" >> beam.Map(add_tasks, beam.pvalue.AsSingleton(pool), cfg, work_dir)
+    tables = produced_tables(stages_off)
+    plan = ((results, identified.failed, unique.failed)
             | "AllResults" >> beam.Flatten()
             | "Gather" >> beam.combiners.ToList()
-            | "Plan" >> beam.Map(plan_release, cfg.shards.max_samples, cfg.shards.max_bytes))
+            | "Plan" >> beam.Map(plan_release, cfg.shards.max_samples, cfg.shards.max_bytes, tables))
     shards = (plan
               | "ShardJobs" >> beam.FlatMap(lambda pl: pl.shards)
               | "SpreadShards" >> beam.Reshuffle()
               | "WriteShards" >> beam.Map(write_shard_job, output, work_dir))
-    tables = (plan
-              | "TableJobs" >> beam.FlatMap(table_jobs)
-              | "WriteTables" >> beam.Map(write_table_job, output))
-    files = ((shards, tables) | "AllFiles" >> beam.Flatten() | "FileList" >> beam.combiners.ToList())
-    _ = (plan | "Manifest" >> beam.Map(_write_manifest, beam.pvalue.AsSingleton(files), output, cfg))
+    files = (plan
+             | "FileJobs" >> beam.FlatMap(lambda pl: pl.files)
+             | "WriteFiles" >> beam.Map(write_file_job, output, work_dir))
+    written_tables = (plan
+                      | "TableJobs" >> beam.FlatMap(table_jobs)
+                      | "WriteTables" >> beam.Map(write_table_job, output))
+    entries = ((shards, files, written_tables) | "AllFiles" >> beam.Flatten() | "FileList" >> beam.combiners.ToList())
+    _ = plan | "Manifest" >> beam.Map(_write_manifest, beam.pvalue.AsSingleton(entries), output, cfg, stages_off)
 
 
-def _write_manifest(plan, files: list[dict[str, Any]], output: str, cfg: BuildConfig) -> None:
-    write_manifest(output, config_to_dict(cfg), plan.counts, files)
+def produced_tables(stages_off: dict[str, str]) -> tuple[str, ...]:
+    tables = ["videos", "clips"]
+    if "clip" not in stages_off:
+        tables.append("frames")
+    if "annotate" not in stages_off:
+        tables.append("annotations")
+    if "tasks" not in stages_off:
+        tables += ["sft", "rl"]
+    return (*tables, "failures")
 
 
-def _read_manifest(output: str) -> dict[str, Any]:
-    return json.loads(storage.read_bytes(storage.join(output, MANIFEST)))
+def _write_manifest(plan, files: list[dict[str, Any]], output: str, cfg: BuildConfig,
+                    stages_off: dict[str, str]) -> None:
+    extra = {"skipped_stages": stages_off, "usage": plan.usage, "models": models_of(cfg, stages_off)}
+    write_manifest(output, config_to_dict(cfg), plan.counts, files, extra)
+
+
+def models_of(cfg: BuildConfig, stages_off: dict[str, str]) -> dict[str, Any]:
+    models: dict[str, Any] = {}
+    if "clip" not in stages_off:
+        from vidcorpus.scoring.clip import clip_model_tag
+        models["clip"] = clip_model_tag(cfg.clip)
+    if "annotate" not in stages_off:
+        from vidcorpus.annotators.config import resolve_endpoint
+        from vidcorpus.annotators.prompts import prompt_versions
+        models["llm"] = {name: endpoint.model for name in ("caption", "summary", "qa", "cot", "blind")
+                         if (endpoint := resolve_endpoint(cfg.llm, name)) is not None}
+        models["prompts"] = {pid: cfg.llm.prompt_versions.get(pid, max(versions))
+                             for pid, versions in sorted(prompt_versions().items())}
+    return models

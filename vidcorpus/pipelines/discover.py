@@ -10,7 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from vidcorpus import ids, storage
 from vidcorpus.config import BuildConfig, InputConfig
-from vidcorpus.pipelines.analyze import Input
+from vidcorpus.pipelines.scan import Input
 from vidcorpus.schemas.records import failure_row, video_result
 
 LIST_EXTENSIONS = (".txt", ".list", ".lst")

@@ -13,6 +13,10 @@ def failure_row(uri: str, stage: str, exc: BaseException, video_id: str | None =
 
 
 def video_result(video: dict[str, Any] | None = None, clips: list[dict[str, Any]] | None = None,
-                 files: dict[str, Any] | None = None, failures: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """What one input contributes to a release: its video row, clip rows, staged files, failures."""
-    return {"video": video, "clips": clips or [], "files": files or {}, "failures": failures or []}
+                 files: dict[str, Any] | None = None, failures: list[dict[str, Any]] | None = None,
+                 tables: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """What one input contributes to a release: its video row, clip rows, staged files (per clip,
+    and `probes` for task media), failures, and rows of the other tables (frames, annotations,
+    sft, rl)."""
+    return {"video": video, "clips": clips or [], "files": files or {}, "failures": failures or [],
+            "tables": tables or {}}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from vidcorpus.tasks.schemas import RL_SCHEMA, SFT_SCHEMA
+
 KEYFRAME = pa.struct([
     pa.field("timestamp_s", pa.float64(), nullable=False),
     pa.field("frame_index", pa.int64(), nullable=False),
@@ -62,6 +64,38 @@ CLIPS = pa.schema([
     pa.field("keyframes", pa.list_(pa.field("item", KEYFRAME, nullable=False)), nullable=False),
     pa.field("clip_mode", pa.string(), nullable=False),
     pa.field("shard", pa.string()),
+    # CLIP stage (null without it)
+    pa.field("embedding", pa.list_(pa.float32())),
+    pa.field("dup_group", pa.string()),
+    pa.field("is_transition", pa.bool_()),
+])
+
+FRAMES = pa.schema([
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("timestamp_s", pa.float64(), nullable=False),
+    pa.field("frame_index", pa.int64(), nullable=False),
+    pa.field("brightness", pa.float32(), nullable=False),
+    pa.field("sharpness", pa.float32(), nullable=False),
+    pa.field("embedding", pa.list_(pa.float32()), nullable=False),
+    pa.field("scores", pa.list_(pa.float32()), nullable=False),   # cosine to each of clip.queries
+])
+
+ANNOTATIONS = pa.schema([
+    pa.field("ann_id", pa.string(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("clip_id", pa.string()),
+    pa.field("payload", pa.string(), nullable=False),                 # JSON
+    pa.field("evidence_spans", pa.list_(pa.list_(pa.float64())), nullable=False),
+    pa.field("model", pa.string(), nullable=False),
+    pa.field("prompt_id", pa.string(), nullable=False),
+    pa.field("prompt_version", pa.int32(), nullable=False),
+    pa.field("request_hash", pa.string(), nullable=False),
+    pa.field("tokens_in", pa.int64(), nullable=False),
+    pa.field("tokens_out", pa.int64(), nullable=False),
+    pa.field("cache_hit", pa.bool_(), nullable=False),
+    pa.field("verdicts", pa.string(), nullable=False),                # JSON
 ])
 
 FAILURES = pa.schema([
@@ -74,4 +108,19 @@ FAILURES = pa.schema([
     pa.field("attempts", pa.int32(), nullable=False),
 ])
 
-TABLES: dict[str, pa.Schema] = {"videos": VIDEOS, "clips": CLIPS, "failures": FAILURES}
+TABLES: dict[str, pa.Schema] = {
+    "videos": VIDEOS, "clips": CLIPS, "frames": FRAMES, "annotations": ANNOTATIONS,
+    "sft": SFT_SCHEMA, "rl": RL_SCHEMA, "failures": FAILURES,
+}
+"""Every table of a release, in the order the dataset card lists them."""
+
+EMBEDDING_TABLES = ("clips", "frames")
+
+
+def with_embedding_dim(schema: pa.Schema, dim: int) -> pa.Schema:
+    """The schema as written: `embedding` columns become fixed-size lists of the model's width."""
+    i = schema.get_field_index("embedding")
+    if i < 0:
+        return schema
+    field = schema.field(i)
+    return schema.set(i, pa.field("embedding", pa.list_(pa.float32(), dim), nullable=field.nullable))

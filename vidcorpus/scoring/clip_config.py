@@ -64,8 +64,6 @@ class ClipConfig(BaseModel):
 
     sample_fps: float = Field(default=1.0, gt=0.0, description="frames embedded per second")
 
-    keyframe_mode: Literal["uniform", "diverse", "query"] = "uniform"
-    k: int = Field(default=8, ge=1, description="keyframes per clip (at most)")
     diverse_threshold: float = Field(
         default=0.9, ge=-1.0, le=1.0,
         description="a frame is novel when its cosine to the last keyframe is below this",
@@ -73,7 +71,8 @@ class ClipConfig(BaseModel):
     query_coverage_weight: float = Field(
         default=0.5, ge=0.0, description="weight of temporal spread against text relevance"
     )
-    queries: list[str] = Field(default_factory=list)
+    queries: list[str] = Field(default_factory=list, description="text prompts for keyframes.mode=query "
+                               "and the per-frame scores of the frames table")
 
     stitch_threshold: float = Field(
         default=0.82, ge=-1.0, le=1.0,
@@ -84,9 +83,6 @@ class ClipConfig(BaseModel):
         description="a scene whose first and last frames have a cosine below this is a transition",
     )
     transition_action: Literal["mark", "drop"] = "mark"
-    max_scene_s: Optional[float] = Field(
-        default=60.0, gt=0.0, description="split longer scenes into equal parts; None keeps them"
-    )
     duplicate_threshold: float = Field(
         default=0.95, ge=-1.0, le=1.0,
         description="clips whose mean embeddings have at least this cosine share a duplicate group",
@@ -94,8 +90,6 @@ class ClipConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "ClipConfig":
-        if self.keyframe_mode == "query" and not self.queries:
-            raise ValueError("clip.keyframe_mode 'query' needs at least one entry in clip.queries")
         if self.min_batch_size is not None and self.min_batch_size > self.batch_size:
             raise ValueError("clip.min_batch_size must not exceed clip.batch_size")
         return self

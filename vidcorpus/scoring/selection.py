@@ -136,7 +136,7 @@ def select_keyframes_by_embedding(
     coverage_weight: float = 0.5,
     span: Optional[tuple[float, float]] = None,
 ) -> list[KeyframeChoice]:
-    """Dispatch on the configured `clip.keyframe_mode` for the modes that need embeddings."""
+    """Dispatch on the configured `keyframes.mode` for the modes that need embeddings."""
     if mode == "diverse":
         return select_diverse_keyframes(timestamps, embeddings, k, diverse_threshold)
     if mode == "query":

@@ -223,8 +223,10 @@ def plan_scenes_with_config(
     timestamps: np.ndarray,
     embeddings: np.ndarray,
     config: ClipConfig,
+    max_scene_s: Optional[float] = None,
 ) -> list[SceneSummary]:
-    """`plan_scenes` with the thresholds of the `clip:` config section."""
+    """`plan_scenes` with the thresholds of the `clip:` config section (the length limit is
+    the build's `scenes.max_scene_s`)."""
     return plan_scenes(
         scene_bounds,
         timestamps,
@@ -232,5 +234,5 @@ def plan_scenes_with_config(
         stitch_threshold=config.stitch_threshold,
         transition_threshold=config.transition_threshold,
         transition_action=config.transition_action,
-        max_scene_s=config.max_scene_s,
+        max_scene_s=max_scene_s,
     )

@@ -28,6 +28,7 @@ import math
 import random
 from typing import Any, Iterable, Mapping, Sequence
 
+from vidcorpus.media.decode import snap as snap_size
 from vidcorpus.media.needle import needle_layout
 from vidcorpus.tasks.config import NiahConfig, TasksConfig
 from vidcorpus.tasks.records import (
@@ -108,7 +109,7 @@ def probe_geometry(video: Mapping[str, Any], config: NiahConfig) -> tuple[float,
     width = int(video.get("display_width") or video.get("width") or 640)
     height = int(video.get("display_height") or video.get("height") or 360)
     scale = min(1.0, config.max_side / max(width, height))
-    return fps, max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+    return fps, snap_size(width * scale), snap_size(height * scale)
 
 
 def snap(seconds: float, fps: float) -> float:

@@ -32,6 +32,7 @@ import av
 import numpy as np
 from PIL import Image
 
+from vidcorpus.media.clips import x264_options
 from vidcorpus.media.needle import draw_needle
 from vidcorpus.tasks.config import NiahConfig
 from vidcorpus.tasks.records import EditList, ProbeSpec
@@ -83,7 +84,8 @@ class SourceVideo:
                 self._handle.close()
             raise
         self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+        # No frame threading: frames still in flight across a seek would leak into the next read.
+        self._stream.thread_type = "SLICE"
         rate = self._stream.average_rate or self._stream.guessed_rate or 30
         self._frame_s = 1.0 / float(rate)
         self.sar = float(self._stream.sample_aspect_ratio or 1) or 1.0
@@ -172,12 +174,11 @@ def encode_mp4(
     with tempfile.TemporaryDirectory(prefix="vidcorpus-probe-") as tmp:
         path = os.path.join(tmp, "probe.mp4")  # faststart rewrites the file, so not a BytesIO
         with av.open(path, mode="w", format="mp4",
-                     options={"fflags": "+bitexact", "movflags": "+faststart"}) as container:
+                     container_options={"fflags": "+bitexact", "movflags": "+faststart"}) as container:
             stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.codec_context.flags |= av.codec.context.Flags.bitexact
             stream.codec_context.thread_count = threads
-            stream.options = {"crf": str(crf), "preset": preset}
+            stream.codec_context.options = x264_options(crf, preset)
             count = 0
             for count, rgb in enumerate(frames, start=1):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")

@@ -1,0 +1,63 @@
+"""LLM stage: captions, summary, grounded QA and CoT for each segmented video, through the one
+OpenAI-compatible client (bounded concurrency, retries, cache). Skipped, and said so, when no
+endpoint is configured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from vidcorpus import storage
+from vidcorpus.config import BuildConfig
+from vidcorpus.pipelines.scan import staging_dir
+from vidcorpus.schemas import RecordError, check_record
+from vidcorpus.schemas.records import failure_row
+
+LLM_CACHE = "llm-cache"
+
+
+def llm_config(cfg: BuildConfig, work_dir: str):
+    """The llm section with its cache under the work directory unless one is configured."""
+    if cfg.llm.cache_dir:
+        return cfg.llm
+    return cfg.llm.model_copy(update={"cache_dir": storage.join(work_dir, LLM_CACHE)})
+
+
+class Annotate(beam.DoFn):
+    def __init__(self, cfg: BuildConfig, work_dir: str):
+        self.llm = llm_config(cfg, work_dir)
+        self.work_dir = work_dir
+        self.tokens = Metrics.counter("vidcorpus", "llm_tokens")
+
+    def setup(self) -> None:
+        from vidcorpus.annotators.video import VideoAnnotator
+        self.annotator = VideoAnnotator.from_config(self.llm)
+
+    def teardown(self) -> None:
+        self.annotator.close()
+
+    def process(self, result: dict[str, Any]):
+        if result["video"] and result["clips"]:
+            annotate_result(result, self.annotator, self.work_dir)
+            self.tokens.inc(result["usage"].get("tokens_in", 0) + result["usage"].get("tokens_out", 0))
+        yield result
+
+
+def annotate_result(result: dict[str, Any], annotator, work_dir: str) -> None:
+    """Add annotation rows, their failures and the token usage to a video's result."""
+    video = result["video"]
+    staged = staging_dir(work_dir, video["video_id"])
+    jpegs = {cid: [storage.read_bytes(storage.join(staged, n)) for n in files.get("jpg", [])]
+             for cid, files in result["files"].items()}
+    annotations, failures, usage = annotator.annotate(video, result["clips"], jpegs)
+    rows = []
+    for row in annotations:
+        try:
+            rows.append(check_record("annotations", row))
+        except RecordError as exc:
+            result["failures"].append(failure_row(video["uri"], "validate", exc, video["video_id"], row["ann_id"]))
+    result["tables"]["annotations"] = rows
+    result["failures"] += failures
+    result["usage"] = dict(usage)

@@ -1,0 +1,154 @@
+"""Scan one video: probe it, then one streaming decode pass that feeds scene detection, frame
+statistics and keyframe candidates. What the pass leaves behind is small (per-frame arrays,
+cut indices) plus a spool of candidate JPEGs staged next to the video's other results.
+
+A failure at either stage becomes one failures row for this video; it never escapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from array import array
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from vidcorpus import storage
+from vidcorpus.config import BuildConfig
+from vidcorpus.media.decode import FrameStream, Geometry
+from vidcorpus.media.errors import DecodeError, TruncatedVideo
+from vidcorpus.media.probe import open_container, probe
+from vidcorpus.media.scenes import SceneCutter
+from vidcorpus.schemas.records import failure_row, video_result
+from vidcorpus.scoring.framestats import FrameStatistics
+from vidcorpus.scoring.keyframes import Candidate, CandidateSpool
+
+log = logging.getLogger(__name__)
+SPOOL = "candidates.bin"
+
+
+@dataclass(frozen=True)
+class Input:
+    uri: str
+    size: int
+    video_id: str
+
+
+def staging_dir(work_dir: str, video_id: str) -> str:
+    return storage.join(work_dir, "videos", video_id)
+
+
+def open_source(uri: str):
+    """What PyAV opens: a local path, or a Beam FileSystems stream for remote URIs."""
+    return storage.local_path(uri) if storage.is_local(uri) else storage.open_read(uri)
+
+
+@dataclass
+class PassResult:
+    """What the single decode pass leaves behind: small per-frame arrays, never pictures."""
+    geometry: Geometry
+    origin_pts: int
+    time_base: Fraction
+    pts: np.ndarray
+    times: np.ndarray
+    keys: np.ndarray
+    brightness: np.ndarray
+    sharpness: np.ndarray
+    motion: np.ndarray
+    cuts: list[int]
+    end_time: float
+
+
+@dataclass
+class Scanned:
+    """A video that went through the decode pass, on its way to segmentation."""
+    item: Input
+    header: dict[str, Any]
+    scan: PassResult
+    candidates: list[Candidate]
+    spool_uri: str
+
+    def read_candidate(self, candidate: Candidate) -> bytes:
+        with storage.open_read(self.spool_uri) as f:
+            f.seek(candidate.offset)
+            return f.read(candidate.length)
+
+    def read_candidates(self) -> list[bytes]:
+        data = storage.read_bytes(self.spool_uri)
+        return [data[c.offset:c.offset + c.length] for c in self.candidates]
+
+
+def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: CandidateSpool) -> PassResult:
+    frames = FrameStream(container, cfg.decode.working_width, cfg.decode.threads, header["sample_aspect_ratio"])
+    cutter = SceneCutter(cfg.scenes, header["header_fps"] or 0)
+    statistics = FrameStatistics()
+    pts, times, keys = array("q"), array("d"), bytearray()
+    brightness, sharpness, motion = array("f"), array("f"), array("f")
+    for f in frames:
+        stats = statistics(f.luma)
+        if f.index in cutter.push(f.index, f.small):
+            spool.cut()
+        spool.offer(f.index, f.t, stats, f.frame, frames.geometry)
+        pts.append(f.pts)
+        times.append(f.t)
+        keys.append(f.key)
+        brightness.append(stats.brightness)
+        sharpness.append(stats.sharpness)
+        motion.append(stats.motion)
+    if not times:
+        raise DecodeError("no frame could be decoded")
+    cutter.finish()
+    spool.finish()
+    t = np.frombuffer(times, dtype=np.float64)
+    return PassResult(frames.geometry, frames.origin_pts, frames.time_base, np.frombuffer(pts, np.int64), t,
+                      np.frombuffer(bytes(keys), np.uint8).astype(bool),
+                      np.frombuffer(brightness, np.float32), np.frombuffer(sharpness, np.float32),
+                      np.frombuffer(motion, np.float32), sorted(set(cutter.cuts)),
+                      float(t[-1] + _last_frame_duration(t, header["header_fps"])))
+
+
+def _last_frame_duration(times: np.ndarray, header_fps: float | None) -> float:
+    if len(times) > 1:
+        return float(np.median(np.diff(times[-16:])))
+    return 1.0 / header_fps if header_fps else 0.04
+
+
+def scan_video(item: Input, cfg: BuildConfig, work_dir: str) -> Scanned | dict[str, Any]:
+    """The decode pass of one video, or its failure result."""
+    spool_uri = storage.join(staging_dir(work_dir, item.video_id), SPOOL)
+    stage = "probe"
+    try:
+        with tempfile.NamedTemporaryFile(suffix=".spool") as spool_file:
+            spool = CandidateSpool(cfg.keyframes, spool_file)
+            with open_container(open_source(item.uri), item.size) as container:
+                header = probe(container, item.size, cfg.probe)
+                stage = "decode"
+                result = decode_pass(container, header, cfg, spool)
+            _check_coverage(header, result, cfg.decode.min_coverage)
+            spool_file.flush()
+            _stage_spool(spool_file.name, spool_uri)
+        return Scanned(item, header, result, spool.candidates, spool_uri)
+    except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
+        log.warning("%s failed at %s: %s: %s", item.uri, stage, type(exc).__name__, exc)
+        return video_result(failures=[failure_row(item.uri, stage, exc, item.video_id)])
+
+
+def _stage_spool(local: str, uri: str) -> None:
+    if storage.is_local(uri):
+        os.makedirs(os.path.dirname(storage.local_path(uri)), exist_ok=True)
+        shutil.copyfile(local, storage.local_path(uri))
+        return
+    with open(local, "rb") as src, storage.open_write(uri) as dst:
+        shutil.copyfileobj(src, dst)
+
+
+def _check_coverage(header: dict[str, Any], result: PassResult, min_coverage: float) -> None:
+    expected = header["header_duration_s"]
+    if expected and result.end_time < min_coverage * expected:
+        raise TruncatedVideo(f"decoded {result.end_time:.2f} s of a {expected:.2f} s video "
+                             f"(under decode.min_coverage={min_coverage}); the file is truncated or corrupt")

@@ -1,0 +1,272 @@
+"""Segment a scanned video into clips: scenes from the detector's cuts (stitched, split and
+flagged with CLIP when embeddings are present), keyframes per clip, near-duplicate groups,
+clip MP4s, then schema validation. The result is staged as `result.json`, written last, whose
+presence marks the video done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+
+from vidcorpus import ids, storage
+from vidcorpus.config import BuildConfig
+from vidcorpus.media.clips import can_copy, copy_clip, reencode_clip
+from vidcorpus.media.scenes import plan_scenes
+from vidcorpus.pipelines.scan import Scanned, open_source, staging_dir
+from vidcorpus.schemas import RecordError, check_record
+from vidcorpus.schemas.records import failure_row, video_result
+from vidcorpus.scoring.keyframes import Candidate, select_uniform
+from vidcorpus.splits import split_of
+
+log = logging.getLogger(__name__)
+RESULT = "result.json"
+
+
+class Embeddings:
+    """CLIP embeddings of a video's keyframe candidates (rows aligned with `Scanned.candidates`),
+    with their relevance to the configured text queries."""
+
+    def __init__(self, matrix: np.ndarray, query_scores: np.ndarray | None):
+        self.matrix = matrix                    # (candidates, dim), unit rows
+        self.query_scores = query_scores        # (candidates, queries) or None
+
+    @classmethod
+    def of(cls, scanned: Scanned, by_index: dict[int, np.ndarray], text: np.ndarray | None) -> "Embeddings":
+        matrix = np.stack([by_index[i] for i in range(len(scanned.candidates))]).astype(np.float32)
+        return cls(matrix, matrix @ text.T if text is not None and len(text) else None)
+
+
+def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings: Embeddings | None = None,
+                  text: np.ndarray | None = None) -> dict[str, Any]:
+    """Clips of one scanned video (or its failure result), staged under the work directory."""
+    item = scanned.item
+    out_dir = staging_dir(work_dir, item.video_id)
+    stage = "scenes"
+    try:
+        spans = clip_spans(scanned, cfg, embeddings)
+        stage = "keyframes"
+        video = video_row(scanned, cfg, len(spans))
+        clips, files, frames = [], {}, []
+        for index, (start, end, transition) in enumerate(spans):
+            clip, chosen = clip_row(scanned, index, start, end, cfg, video["split"], embeddings, text)
+            if embeddings is not None:
+                clip["is_transition"] = transition
+                frames += frame_rows(scanned, clip, embeddings)
+            jpegs = [scanned.read_candidate(c) for c in chosen]
+            clips.append(clip)
+            files[clip["clip_id"]] = {"jpg": _stage_keyframes(out_dir, clip["clip_id"], jpegs),
+                                      "bytes": sum(map(len, jpegs))}
+        if embeddings is not None:
+            _mark_duplicates(clips, cfg.clip.duplicate_threshold)
+        stage = "clips"
+        if cfg.clips.mode != "off":
+            for clip in clips:
+                name, size = _stage_clip(out_dir, clip, scanned, cfg)
+                files[clip["clip_id"]].update(mp4=name, bytes=files[clip["clip_id"]]["bytes"] + size)
+        stage = "validate"
+        outcome = video_result(video, clips, files, tables={"frames": frames})
+        _validate(outcome, item.uri)
+    except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
+        log.warning("%s failed at %s: %s: %s", item.uri, stage, type(exc).__name__, exc)
+        outcome = video_result(failures=[failure_row(item.uri, stage, exc, item.video_id)])
+    storage.write_bytes(storage.join(out_dir, RESULT), json.dumps(outcome, sort_keys=True).encode())
+    return outcome
+
+
+def clip_spans(scanned: Scanned, cfg: BuildConfig, embeddings: Embeddings | None) -> list[tuple[int, int, bool]]:
+    """[start_frame, end_frame) of each clip and whether it is a transition. With CLIP, detector
+    scenes are stitched (one event over-split into shots), transitions marked or dropped, and
+    long scenes split, on the candidates' embeddings."""
+    scan = scanned.scan
+    if embeddings is None:
+        scenes = plan_scenes(scan.cuts, scan.times, scan.end_time, cfg.scenes.min_scene_s, cfg.scenes.max_scene_s)
+        return [(a, b, False) for a, b in scenes]
+    from vidcorpus.scoring.stitching import plan_scenes_with_config
+
+    scenes = plan_scenes(scan.cuts, scan.times, scan.end_time, cfg.scenes.min_scene_s, None)
+    bounds = [(_time(scan, a), _time(scan, b)) for a, b in scenes]
+    times = np.array([c.t for c in scanned.candidates])
+    planned = plan_scenes_with_config(bounds, times, embeddings.matrix, cfg.clip, cfg.scenes.max_scene_s)
+    spans = []
+    for s in planned:
+        a, b = _frame_at(scan, s.start_s), _frame_at(scan, s.end_s)
+        if b > a:
+            spans.append((a, b, bool(s.is_transition)))
+    return spans
+
+
+def _time(scan, frame: int) -> float:
+    return float(scan.times[frame]) if frame < len(scan.times) else scan.end_time
+
+
+def _frame_at(scan, t: float) -> int:
+    """The first frame at or after `t` (the end of the video maps to the frame count)."""
+    return int(np.searchsorted(scan.times, t - 1e-9, side="left"))
+
+
+def video_row(scanned: Scanned, cfg: BuildConfig, num_clips: int) -> dict[str, Any]:
+    item, header, scan = scanned.item, scanned.header, scanned.scan
+    display_w, display_h = scan.geometry.display_size
+    n = len(scan.times)
+    return {
+        "video_id": item.video_id,
+        "uri": item.uri,
+        "split": split_of(item.video_id, cfg.shards.splits),
+        "license": cfg.input.license,
+        "size_bytes": item.size,
+        "container": header["container"],
+        "duration_s": scan.end_time,
+        "fps": n / scan.end_time,
+        "is_vfr": is_variable_rate(scan.times),
+        "num_frames": n,
+        "width": header["width"],
+        "height": header["height"],
+        "display_width": display_w,
+        "display_height": display_h,
+        "rotation": scan.geometry.rotation,
+        "sample_aspect_ratio": header["sample_aspect_ratio"],
+        "video_codec": header["video_codec"],
+        "pix_fmt": header["pix_fmt"],
+        "bit_rate": header["bit_rate"],
+        "start_time_s": float(scan.origin_pts * scan.time_base),
+        "has_audio": header["has_audio"],
+        "audio_codec": header["audio_codec"],
+        "audio_sample_rate": header["audio_sample_rate"],
+        "audio_channels": header["audio_channels"],
+        "num_clips": num_clips,
+    }
+
+
+def is_variable_rate(times: np.ndarray) -> bool:
+    """Frame intervals that differ by more than 10% (and 2 ms, above timestamp rounding)."""
+    if len(times) < 3:
+        return False
+    deltas = np.diff(times)
+    return float(deltas.max() - deltas.min()) > max(0.1 * float(np.median(deltas)), 0.002)
+
+
+def clip_row(scanned: Scanned, index: int, start: int, end: int, cfg: BuildConfig, split: str,
+             embeddings: Embeddings | None, text: np.ndarray | None) -> tuple[dict[str, Any], list[Candidate]]:
+    scan, video_id = scanned.scan, scanned.item.video_id
+    start_s, end_s = _time(scan, start), _time(scan, end)
+    chosen = choose_keyframes(scanned.candidates, start_s, end_s, cfg, embeddings, text)
+    span = slice(start, end)
+    row = {
+        "clip_id": ids.clip_id(video_id, index),
+        "video_id": video_id,
+        "index": index,
+        "split": split,
+        "start_s": start_s,
+        "end_s": end_s,
+        "duration_s": end_s - start_s,
+        "start_frame": start,
+        "end_frame": end,
+        "detector": cfg.scenes.detector + ("+clip" if embeddings is not None else ""),
+        "mean_motion": float(scan.motion[span][1:].mean()) if end - start > 1 else 0.0,
+        "mean_brightness": float(scan.brightness[span].mean()),
+        "mean_sharpness": float(scan.sharpness[span].mean()),
+        "keyframes": [{"timestamp_s": c.t, "frame_index": c.index, "brightness": c.brightness,
+                       "sharpness": c.sharpness, "mode": mode, "score": score} for c, mode, score in chosen],
+        "clip_mode": "off",
+        "shard": None,
+    }
+    if embeddings is not None:
+        inside = _inside(scanned.candidates, start_s, end_s)
+        row["embedding"] = _clip_embedding(embeddings.matrix[inside]) if len(inside) else None
+    return row, [c for c, _, _ in chosen]
+
+
+def choose_keyframes(candidates: list[Candidate], start_s: float, end_s: float, cfg: BuildConfig,
+                     embeddings: Embeddings | None, text: np.ndarray | None) -> list[tuple[Candidate, str, float]]:
+    """(candidate, mode, score) for the clip's keyframes under `keyframes.mode`."""
+    k, mode = cfg.keyframes.k, cfg.keyframes.mode
+    if mode == "uniform" or embeddings is None:
+        return [(c, "uniform", s) for c, s in select_uniform(candidates, start_s, end_s, k)]
+    from vidcorpus.scoring.selection import select_keyframes_by_embedding
+
+    inside = _inside(candidates, start_s, end_s)
+    usable = [i for i in inside if candidates[i].usable] or list(inside)
+    if not usable:
+        return []
+    times = np.array([candidates[i].t for i in usable])
+    picks = select_keyframes_by_embedding(mode, times, embeddings.matrix[usable], k,
+                                          diverse_threshold=cfg.clip.diverse_threshold, text_embeddings=text,
+                                          coverage_weight=cfg.clip.query_coverage_weight, span=(start_s, end_s))
+    return [(candidates[usable[p.position]], p.mode, p.score) for p in picks]
+
+
+def _inside(candidates: list[Candidate], start_s: float, end_s: float) -> list[int]:
+    return [i for i, c in enumerate(candidates) if start_s <= c.t < end_s]
+
+
+def _clip_embedding(matrix: np.ndarray) -> list[float]:
+    from vidcorpus.scoring.duplicates import clip_embedding
+    return clip_embedding(matrix).astype(np.float32).tolist()
+
+
+def _mark_duplicates(clips: list[dict[str, Any]], threshold: float) -> None:
+    """`dup_group` = the clip id of the earliest clip a viewer could not tell this one from."""
+    from vidcorpus.scoring.duplicates import duplicate_group_ids
+
+    vectors = [np.asarray(c["embedding"], np.float32) if c["embedding"] else None for c in clips]
+    for clip, group in zip(clips, duplicate_group_ids([c["clip_id"] for c in clips], vectors, threshold)):
+        clip["dup_group"] = group
+
+
+def frame_rows(scanned: Scanned, clip: dict[str, Any], embeddings: Embeddings) -> list[dict[str, Any]]:
+    rows = []
+    for i in _inside(scanned.candidates, clip["start_s"], clip["end_s"]):
+        c = scanned.candidates[i]
+        scores = embeddings.query_scores[i].astype(np.float32).tolist() if embeddings.query_scores is not None else []
+        rows.append({"clip_id": clip["clip_id"], "video_id": clip["video_id"], "timestamp_s": c.t,
+                     "frame_index": c.index, "brightness": c.brightness, "sharpness": c.sharpness,
+                     "embedding": embeddings.matrix[i].tolist(), "scores": scores})
+    return rows
+
+
+def _stage_keyframes(out_dir: str, clip_id: str, jpegs: list[bytes]) -> list[str]:
+    names = []
+    for i, jpeg in enumerate(jpegs):
+        name = f"{clip_id}.{i}.jpg"
+        storage.write_bytes(storage.join(out_dir, name), jpeg)
+        names.append(name)
+    return names
+
+
+def _stage_clip(out_dir: str, clip: dict[str, Any], scanned: Scanned, cfg: BuildConfig) -> tuple[str, int]:
+    scan, header = scanned.scan, scanned.header
+    start, end = clip["start_frame"], clip["end_frame"]
+    n = len(scan.times)
+    source = open_source(scanned.item.uri)
+    copy = cfg.clips.mode == "copy" and can_copy(header["video_codec"], scan.geometry,
+                                                 bool(scan.keys[start]), end >= n or bool(scan.keys[end]))
+    if copy:
+        data = copy_clip(source, int(scan.pts[start]), int(scan.pts[end]) if end < n else None)
+    else:
+        data = reencode_clip(source, scan.geometry, scan.origin_pts, clip["start_s"], clip["end_s"],
+                             n / scan.end_time, cfg.clips)
+    clip["clip_mode"] = "copy" if copy else "reencode"
+    name = f"{clip['clip_id']}.mp4"
+    storage.write_bytes(storage.join(out_dir, name), data)
+    return name, len(data)
+
+
+def _validate(outcome: dict[str, Any], uri: str) -> None:
+    """A video row that fails its schema fails the video; a bad clip row drops that clip (and
+    its frames) only. Rows are replaced by their schema-conformed form."""
+    outcome["video"] = check_record("videos", outcome["video"])
+    kept = []
+    for clip in outcome["clips"]:
+        try:
+            kept.append(check_record("clips", clip))
+        except RecordError as exc:
+            outcome["failures"].append(failure_row(uri, "validate", exc, clip["video_id"], clip["clip_id"]))
+            outcome["files"].pop(clip["clip_id"], None)
+    outcome["clips"] = kept
+    alive = {c["clip_id"] for c in kept}
+    outcome["tables"]["frames"] = [check_record("frames", f) for f in outcome["tables"]["frames"]
+                                   if f["clip_id"] in alive]

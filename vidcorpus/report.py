@@ -1,0 +1,350 @@
+"""report.html: one self-contained page showing what a build produced.
+
+Plots (clip durations, scenes per video, annotation kinds and verdicts, token spend, failures by
+stage and error class) are inline SVG drawn here, and keyframe thumbnails are JPEGs embedded as
+base64, so the page needs no network, no plotting library and no files beside it. Everything is
+read from the manifest, the tables and the shards in sorted order, so a release always gives the
+same bytes. Like the card, the report is derived from the manifest and is not listed in it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections import Counter, defaultdict
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from vidcorpus import storage
+from vidcorpus.publish.card import flatten
+from vidcorpus.release_check import (REPORT, read_manifest, read_table, release_version, shard_members,
+                                     table_paths)
+
+THUMBNAILS = 24
+THUMB_SIZE = 160
+THUMB_QUALITY = 75
+CHART_WIDTH = 720
+LABEL_WIDTH = 240
+ROW_HEIGHT = 22
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+           "#9c755f", "#bab0ac")
+VERDICT_COLORS = {"passed": "#59a14f", "failed": "#e15759", "unchecked": "#bab0ac"}
+STYLE = """
+body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1100px; }
+h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; border-bottom: 1px solid #ddd; }
+h3 { font-size: 14px; margin: 14px 0 6px; }
+table { border-collapse: collapse; font-size: 13px; } td, th { border: 1px solid #ddd; padding: 3px 8px; }
+th { background: #f4f4f4; text-align: left; } td.n { text-align: right; }
+.note { color: #666; font-size: 13px; }
+.grid { display: flex; flex-wrap: wrap; gap: 10px; }
+figure { margin: 0; width: 170px; font-size: 11px; } figure img { display: block; max-width: 160px; }
+svg text { font-family: sans-serif; font-size: 12px; fill: #222; }
+"""
+
+
+def write_report(release_dir: str) -> str:
+    """Write report.html into the release and return its path."""
+    root = release_dir.rstrip("/")
+    path = storage.join(root, REPORT)
+    storage.write_bytes(path, render_report(root).encode())
+    return path
+
+
+def render_report(root: str) -> str:
+    manifest = read_manifest(root)
+    tables = {name: read_table(root, manifest, name) for name in table_paths(manifest)}
+    version = release_version(manifest)
+    sections = [
+        summary_section(manifest),
+        durations_section(tables.get("clips")),
+        scenes_section(tables.get("videos"), tables.get("clips")),
+        annotations_section(tables.get("annotations"), manifest),
+        tokens_section(manifest, tables.get("annotations")),
+        failures_section(tables.get("failures")),
+        thumbnails_section(root, tables.get("clips")),
+    ]
+    return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>vidcorpus release {_e(version)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+            f"<h1>vidcorpus release {_e(version)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n")
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+def summary_section(manifest: dict[str, Any]) -> str:
+    rows = flatten(manifest.get("counts") or {})
+    skipped = manifest.get("skipped_stages") or {}
+    if isinstance(skipped, list):
+        skipped = {name: "" for name in skipped}
+    text = (f'<section id="summary"><h2>Summary</h2>\n<p class="note">dataset hash '
+            f"<code>{_e(manifest.get('dataset_hash', ''))}</code>, vidcorpus {_e(manifest.get('vidcorpus_version', '?'))}"
+            f"</p>\n{html_table(('what', 'count'), rows)}")
+    if skipped:
+        text += "\n<h3>Skipped stages</h3>\n" + html_table(("stage", "reason"), sorted(skipped.items()))
+    return text + "</section>"
+
+
+def durations_section(clips: pa.Table | None) -> str:
+    durations = _column(clips, "duration_s")
+    body = (histogram_svg(durations, "clip duration (s)", "clips") if durations
+            else _note("No clips."))
+    return f'<section id="durations"><h2>Clip durations</h2>\n{body}</section>'
+
+
+def scenes_section(videos: pa.Table | None, clips: pa.Table | None) -> str:
+    per_video = Counter(_column(clips, "video_id"))
+    counts = [per_video.get(v, 0) for v in _column(videos, "video_id")]
+    if not counts:
+        body = _note("No videos.")
+    else:
+        distribution = Counter(counts)
+        bars = [(f"{n} scene{'s' if n != 1 else ''}", distribution[n]) for n in sorted(distribution)]
+        body = bar_chart_svg(bars, "videos") if len(bars) <= 40 else histogram_svg(counts, "scenes per video", "videos")
+    return f'<section id="scenes"><h2>Scenes per video</h2>\n{body}</section>'
+
+
+def annotations_section(annotations: pa.Table | None, manifest: dict[str, Any]) -> str:
+    if annotations is None or annotations.num_rows == 0:
+        reason = (manifest.get("skipped_stages") or {}).get("annotate") if isinstance(
+            manifest.get("skipped_stages"), dict) else None
+        body = _note("No annotations" + (f" (stage annotate skipped: {reason})." if reason else "."))
+    else:
+        by_kind: dict[str, Counter] = defaultdict(Counter)
+        for kind, verdicts in zip(_column(annotations, "kind"), _column(annotations, "verdicts")):
+            by_kind[kind][verdict_of(verdicts)] += 1
+        rows = [(kind, dict(by_kind[kind])) for kind in sorted(by_kind)]
+        body = stacked_bar_chart_svg(rows, list(VERDICT_COLORS), VERDICT_COLORS, "annotations")
+    return f'<section id="annotations"><h2>Annotation kinds and verdicts</h2>\n{body}</section>'
+
+
+def verdict_of(verdicts: str | None) -> str:
+    """`passed` / `failed` from the verdicts JSON's `passed` key; `unchecked` without one."""
+    try:
+        passed = json.loads(verdicts or "{}").get("passed")
+    except (ValueError, AttributeError):
+        passed = None
+    return "unchecked" if passed is None else ("passed" if passed else "failed")
+
+
+def tokens_section(manifest: dict[str, Any], annotations: pa.Table | None) -> str:
+    parts = []
+    usage = [(key, float(value)) for key, value in flatten(manifest.get("usage") or {}) if _is_number(value)]
+    token_bars = [(key, value) for key, value in usage if "token" in key]
+    if token_bars:
+        parts.append(bar_chart_svg(token_bars, "tokens"))
+    other = [(key, _fmt(value)) for key, value in usage if "token" not in key]
+    if other:
+        parts.append(html_table(("usage", "value"), other))
+    if annotations is not None and annotations.num_rows and {"tokens_in", "tokens_out"} <= set(annotations.column_names):
+        spend: dict[str, Counter] = defaultdict(Counter)
+        for kind, t_in, t_out in zip(_column(annotations, "kind"), _column(annotations, "tokens_in"),
+                                     _column(annotations, "tokens_out")):
+            spend[kind]["tokens_in"] += t_in or 0
+            spend[kind]["tokens_out"] += t_out or 0
+        rows = [(kind, dict(spend[kind])) for kind in sorted(spend)]
+        colors = {"tokens_in": PALETTE[0], "tokens_out": PALETTE[1]}
+        parts.append("<h3>Tokens per annotation kind</h3>\n"
+                     + stacked_bar_chart_svg(rows, list(colors), colors, "tokens"))
+    body = "\n".join(parts) if parts else _note("No LLM usage recorded.")
+    return f'<section id="tokens"><h2>Token spend</h2>\n{body}</section>'
+
+
+def failures_section(failures: pa.Table | None) -> str:
+    stages = _column(failures, "stage")
+    if not stages:
+        body = _note("No failures.")
+    else:
+        classes = _column(failures, "error_class")
+        by_stage = Counter(stages)
+        pairs = Counter(f"{s} · {c}" for s, c in zip(stages, classes))
+        body = ("<h3>By stage</h3>\n" + bar_chart_svg(_by_count(by_stage), "failures")
+                + "\n<h3>By stage and error class</h3>\n" + bar_chart_svg(_by_count(pairs), "failures"))
+    return f'<section id="failures"><h2>Failures</h2>\n{body}</section>'
+
+
+def thumbnails_section(root: str, clips: pa.Table | None) -> str:
+    chosen = pick_thumbnail_clips(clips.to_pylist() if clips is not None else [], THUMBNAILS)
+    images = first_keyframes(root, chosen)
+    figures = []
+    for clip in chosen:
+        data = images.get(clip["clip_id"])
+        if data is None:
+            continue
+        caption = f"{clip['clip_id']}<br>{clip['start_s']:.2f}–{clip['end_s']:.2f} s"
+        figures.append(f"<figure><img alt=\"{_e(clip['clip_id'])}\" src=\"data:image/jpeg;base64,{thumbnail_b64(data)}\">"
+                       f"<figcaption>{caption}</figcaption></figure>")
+    body = f"<div class=\"grid\">{''.join(figures)}</div>" if figures else _note("No keyframes in the shards.")
+    return f'<section id="thumbnails"><h2>Keyframes</h2>\n{body}</section>'
+
+
+# --- thumbnails ----------------------------------------------------------------------------------
+
+def pick_thumbnail_clips(clips: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` clips with a shard, taking each video's clips in turn so every video shows."""
+    by_video: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for clip in sorted(clips, key=lambda c: c["clip_id"]):
+        if clip.get("shard") and clip.get("keyframes"):
+            by_video[clip["video_id"]].append(clip)
+    chosen: list[dict[str, Any]] = []
+    depth = 0
+    while len(chosen) < limit and any(len(v) > depth for v in by_video.values()):
+        chosen += [v[depth] for _, v in sorted(by_video.items()) if len(v) > depth][:limit - len(chosen)]
+        depth += 1
+    return chosen
+
+
+def first_keyframes(root: str, clips: Sequence[dict[str, Any]]) -> dict[str, bytes]:
+    """clip_id -> bytes of its `<clip_id>.0.jpg` member; each needed shard is read once."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for clip in clips:
+        wanted[clip["shard"]].add(f"{clip['clip_id']}.0.jpg")
+    found: dict[str, bytes] = {}
+    for shard in sorted(wanted):
+        path = f"shards/{shard}"
+        if not storage.exists(storage.join(root, path)):
+            continue
+        names = set(wanted[shard])
+        for member, data in shard_members(root, path):
+            if member in names:
+                found[member.split(".", 1)[0]] = data
+                names.discard(member)
+                if not names:
+                    break
+    return found
+
+
+def thumbnail_b64(jpeg: bytes) -> str:
+    image = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    image.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BICUBIC)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=THUMB_QUALITY)
+    return base64.b64encode(out.getvalue()).decode("ascii")
+
+
+# --- SVG charts ----------------------------------------------------------------------------------
+
+def bar_chart_svg(bars: Sequence[tuple[str, float]], unit: str) -> str:
+    """Horizontal bars, one per (label, value), value printed at the end of each bar."""
+    rows = [(label, {unit: value}) for label, value in bars]
+    return stacked_bar_chart_svg(rows, [unit], {unit: PALETTE[0]}, unit, legend=False)
+
+
+def stacked_bar_chart_svg(rows: Sequence[tuple[str, dict[str, float]]], series: Sequence[str],
+                          colors: dict[str, str], unit: str, legend: bool = True) -> str:
+    """Horizontal stacked bars: one row per label, one segment per series, total at the end."""
+    top = 24 if legend else 4
+    height = top + ROW_HEIGHT * len(rows) + 4
+    span = CHART_WIDTH - LABEL_WIDTH - 70
+    largest = max((sum(values.values()) for _, values in rows), default=0) or 1
+    parts = [f'<svg role="img" aria-label="{_e(unit)}" width="{CHART_WIDTH}" height="{height}" '
+             f'viewBox="0 0 {CHART_WIDTH} {height}">']
+    if legend:
+        x = LABEL_WIDTH
+        for name in series:
+            parts.append(f'<rect x="{x}" y="4" width="12" height="12" fill="{colors[name]}"/>'
+                         f'<text x="{x + 16}" y="14">{_e(name)}</text>')
+            x += 24 + 8 * len(name)
+    for i, (label, values) in enumerate(rows):
+        y = top + i * ROW_HEIGHT
+        parts.append(f'<text x="{LABEL_WIDTH - 6}" y="{y + 15}" text-anchor="end">{_e(_clip_label(label))}</text>')
+        x = float(LABEL_WIDTH)
+        for name in series:
+            value = values.get(name, 0)
+            width = span * value / largest
+            if width > 0:
+                parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{width:.1f}" height="{ROW_HEIGHT - 6}" '
+                             f"fill=\"{colors[name]}\"><title>{_e(f'{label}: {name} {_fmt(value)}')}</title></rect>")
+                x += width
+        parts.append(f'<text x="{x + 4:.1f}" y="{y + 15}">{_fmt(sum(values.values()))}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def histogram_svg(values: Sequence[float], x_label: str, unit: str, bins: int = 12) -> str:
+    """Vertical histogram with the bin edges on the x axis and counts above the bars."""
+    counts, edges = histogram(values, bins)
+    width, height, left, bottom, top = CHART_WIDTH, 240, 50, 40, 20
+    plot_w, plot_h = width - left - 20, height - bottom - top
+    largest = max(counts) or 1
+    bar_w = plot_w / len(counts)
+    parts = [f'<svg role="img" aria-label="{_e(x_label)}" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}">',
+             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#888"/>']
+    for i, count in enumerate(counts):
+        x = left + i * bar_w
+        h = plot_h * count / largest
+        parts.append(f'<rect x="{x + 1:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" '
+                     f'fill="{PALETTE[0]}"><title>{_fmt(edges[i])}–{_fmt(edges[i + 1])}: {count} {_e(unit)}</title></rect>')
+        if count:
+            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h - h - 3:.1f}" text-anchor="middle">{count}</text>')
+    step = max(1, len(edges) // 7)
+    for i in range(0, len(edges), step):
+        x = left + i * bar_w
+        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_fmt(edges[i])}</text>')
+    parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">{_e(x_label)}</text>')
+    parts.append(f'<text x="12" y="{top + plot_h / 2:.1f}" transform="rotate(-90 12 {top + plot_h / 2:.1f})" '
+                 f'text-anchor="middle">{_e(unit)}</text></svg>')
+    return "".join(parts)
+
+
+def histogram(values: Sequence[float], bins: int) -> tuple[list[int], list[float]]:
+    """Counts and edges over [min, max]; one bin when every value is the same."""
+    data = np.asarray(values, dtype=np.float64)
+    lo, hi = float(data.min()), float(data.max())
+    if hi <= lo:
+        return [int(data.size)], [lo, lo + 1.0]
+    counts, edges = np.histogram(data, bins=min(bins, max(1, data.size)), range=(lo, hi))
+    return [int(c) for c in counts], [float(e) for e in edges]
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+def html_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _cell(value: Any) -> str:
+    return f'<td class="n">{_fmt(value)}</td>' if _is_number(value) else f"<td>{_e(str(value))}</td>"
+
+
+def _column(table: pa.Table | None, name: str) -> list[Any]:
+    if table is None or name not in table.column_names:
+        return []
+    return table.column(name).to_pylist()
+
+
+def _by_count(counter: Counter) -> list[tuple[str, int]]:
+    return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            float(value)
+            return True
+        except ValueError:
+            return False
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _fmt(value: Any) -> str:
+    number = float(value)
+    return str(int(number)) if number.is_integer() and abs(number) < 1e15 else f"{number:.4g}"
+
+
+def _clip_label(label: str, limit: int = 36) -> str:
+    return label if len(label) <= limit else label[:limit - 1] + "…"
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_e(text)}</p>'
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
