@@ -3,7 +3,7 @@
 Speed, one process, same videos:
   (a) bare single-pass threaded PyAV decode (the decoder vidcorpus uses),
   (b) PySceneDetect's own `detect(path, ContentDetector())`,
-  (c) `vidcorpus build` (no CLIP / LLM stages), with clip MP4s off and with the default `copy`.
+  (c) `vidcorpus build` (no CLIP / LLM / task stages), with clip MP4s off and with the default `copy`.
 Targets: (c)/(a) <= 1.3, and (c) faster than (b).
 
 Memory: peak RSS of a build (fresh process) on a generated 20-minute 720p video vs a
@@ -28,6 +28,9 @@ from vidcorpus.config import load_config
 from vidcorpus.media.synth import Scene, write_video
 from vidcorpus.pipelines.build import build
 from vidcorpus.pipelines.discover import discover
+
+
+BUILD_ONLY = ["runner.progress=false", "clip.enabled=false", "llm.enabled=false", "tasks.enabled=false"]
 
 
 def bare_decode(paths: list[str]) -> int:
@@ -68,12 +71,12 @@ def generated_inputs(folder: str) -> str:
 
 
 def speed(inputs: str, tmp: str) -> None:
-    cfg = load_config(None, ["runner.progress=false"])
+    cfg = load_config(None, BUILD_ONLY)
     paths, _ = discover(inputs, cfg.input)
     bare_decode(paths[:2])  # warm the page cache and libraries
     ta, frames = timed(bare_decode, paths)
     tb, _ = timed(pyscenedetect, paths)
-    tc_off, _ = timed(build, inputs, os.path.join(tmp, "off"), load_config(None, ["runner.progress=false", "clips.mode=off"]))
+    tc_off, _ = timed(build, inputs, os.path.join(tmp, "off"), load_config(None, BUILD_ONLY + ["clips.mode=off"]))
     tc, summary = timed(build, inputs, os.path.join(tmp, "copy"), cfg)
     print(f"videos: {len(paths)} files, {frames} frames, {summary.counts['clips']} clips")
     print(f"{'run':44s} {'seconds':>8s} {'frames/s':>9s} {'÷ (a)':>7s}")
@@ -87,7 +90,7 @@ def speed(inputs: str, tmp: str) -> None:
 def peak_rss_of_build(video_dir: str, out: str) -> int:
     """Peak RSS (bytes) of a build in a fresh process."""
     code = ("import sys; from vidcorpus.config import load_config; from vidcorpus.pipelines.build import build; "
-            "build(sys.argv[1], sys.argv[2], load_config(None, ['runner.progress=false']))")
+            f"build(sys.argv[1], sys.argv[2], load_config(None, {BUILD_ONLY!r}))")
     proc = subprocess.Popen([sys.executable, "-c", code, video_dir, out])
     _, status, usage = os.wait4(proc.pid, 0)
     if status:

@@ -8,6 +8,7 @@ damaged in copies, and published to a Hub whose API methods are replaced by reco
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import json
 import re
@@ -34,6 +35,7 @@ from vidcorpus.pipelines.build import build
 from vidcorpus.publish import ReleaseInvalid, hub, plan_upload, publish, render_card, write_card
 from vidcorpus.publish.card import PLACEHOLDER, hub_license, size_category
 from vidcorpus.release_check import validate_release
+from vidcorpus import report
 from vidcorpus.report import histogram, render_report, verdict_of, write_report
 from vidcorpus.schemas import TABLES
 from vidcorpus.sinks.manifest import dataset_hash, file_entry
@@ -328,6 +330,14 @@ def test_report_is_self_contained_with_plots_and_thumbnails(release):
     assert render_report(str(release)) == text  # deterministic
 
 
+def test_report_thumbnails_are_downscaled_keyframes(release, monkeypatch):
+    monkeypatch.setattr(report, "THUMB_SIZE", 64)
+    links = _Links()
+    links.feed(render_report(str(release)))
+    sizes = {Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).size for _, url in links.urls}
+    assert sizes and all(max(size) == 64 for size in sizes)
+
+
 def test_report_helpers():
     assert [verdict_of(v) for v in ('{"passed": true}', '{"passed": false}', "{}", None, "not json")] == [
         "passed", "failed", "unchecked", "unchecked", "unchecked"]
@@ -352,46 +362,60 @@ def test_dry_run_plans_exactly_the_release_files_and_touches_no_network(release,
     assert plan.dry_run and "would publish" in plan.describe()
 
 
+class FakeHub:
+    """Replaces HfApi's network methods; every call is bound to the real method's signature (so
+    a wrong argument fails here as it would against the Hub) and recorded as (name, arguments)."""
+
+    METHODS = ("__init__", "create_repo", "list_repo_files", "create_commit", "create_tag")
+
+    def __init__(self, monkeypatch, existing=()):
+        self.calls: list[tuple[str, dict]] = []
+        self.existing = list(existing)
+        for name in self.METHODS:
+            monkeypatch.setattr(HfApi, name, self._method(name, inspect.signature(getattr(HfApi, name))))
+
+    def _method(self, name, signature):
+        def method(api, *args, **kwargs):
+            arguments = signature.bind(api, *args, **kwargs).arguments
+            arguments.pop("self")
+            self.calls.append((name, arguments))
+            if name == "list_repo_files":
+                return self.existing
+            if name == "create_commit":
+                arguments["operations"] = list(arguments["operations"])
+                return SimpleNamespace(oid=f"commit{len(self.named('create_commit'))}")
+            return None
+        return method
+
+    def named(self, name):
+        return [arguments for called, arguments in self.calls if called == name]
+
+
 def test_publish_creates_repo_commits_the_plan_deletes_stale_files_and_tags(release, monkeypatch, caplog):
-    calls: list = []
-    commits: list = []
-
-    def init(self, endpoint=None, token=None, **kwargs):
-        calls.append(("init", token))
-
-    def create_commit(self, repo_id, operations, *, commit_message, repo_type=None, **kwargs):
-        operations = list(operations)
-        for op in operations:
-            if isinstance(op, CommitOperationAdd):
-                assert Path(op.path_or_fileobj).is_file() and ".work" not in Path(op.path_or_fileobj).parts
-        commits.append(operations)
-        calls.append(("commit", repo_id, repo_type, commit_message))
-        return SimpleNamespace(oid=f"commit{len(commits)}")
-
-    monkeypatch.setattr(HfApi, "__init__", init)
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create_repo", repo_id, kw)))
-    monkeypatch.setattr(HfApi, "list_repo_files", lambda self, repo_id, **kw: [
-        ".gitattributes", "README.md", "shards/train-000099.tar"])
-    monkeypatch.setattr(HfApi, "create_commit", create_commit)
-    monkeypatch.setattr(HfApi, "create_tag", lambda self, repo_id, **kw: calls.append(("create_tag", repo_id, kw)))
+    fake = FakeHub(monkeypatch, existing=[".gitattributes", "README.md", "shards/train-000099.tar"])
     monkeypatch.setattr(hub, "FILES_PER_COMMIT", 4)
     caplog.set_level("DEBUG")
 
     plan = publish(str(release), "someone/corpus", private=True, token=SECRET)
 
-    assert calls[0] == ("init", SECRET)
-    assert calls[1] == ("create_repo", "someone/corpus", {"repo_type": "dataset", "private": True, "exist_ok": True})
-    added = [op.path_in_repo for ops in commits for op in ops if isinstance(op, CommitOperationAdd)]
-    assert sorted(added) == plan.paths and len(added) == len(set(added))
-    data_files = len(plan.paths) - 3
-    assert len(commits) == -(-data_files // 4) + 1
-    assert {op.path_in_repo for op in commits[-1]} == {"manifest.json", "README.md", "report.html",
-                                                       "shards/train-000099.tar"}
-    assert [op.path_in_repo for op in commits[-1] if isinstance(op, CommitOperationDelete)] == ["shards/train-000099.tar"]
-    assert plan.deleted == ["shards/train-000099.tar"]
-    assert calls[-1] == ("create_tag", "someone/corpus",
-                         {"tag": plan.version, "repo_type": "dataset", "revision": f"commit{len(commits)}"})
-    assert all(c[2] == "dataset" for c in calls if c[0] == "commit")
+    assert [name for name, _ in fake.calls][:3] == ["__init__", "create_repo", "list_repo_files"]
+    assert fake.named("__init__") == [{"token": SECRET}]
+    assert fake.named("create_repo") == [{"repo_id": "someone/corpus", "repo_type": "dataset", "private": True,
+                                          "exist_ok": True}]
+    commits = fake.named("create_commit")
+    assert all(c["repo_id"] == "someone/corpus" and c["repo_type"] == "dataset" for c in commits)
+    operations = [op for c in commits for op in c["operations"]]
+    added = [op for op in operations if isinstance(op, CommitOperationAdd)]
+    assert sorted(op.path_in_repo for op in added) == plan.paths and len(added) == len(plan.paths)
+    assert all(Path(op.path_or_fileobj) == release / op.path_in_repo for op in added)
+    assert len(commits) == -(-(len(plan.paths) - 3) // 4) + 1  # data in fours, then manifest + card + report
+    assert {op.path_in_repo for op in commits[-1]["operations"]} == {
+        "manifest.json", "README.md", "report.html", "shards/train-000099.tar"}
+    deleted = [op.path_in_repo for op in operations if isinstance(op, CommitOperationDelete)]
+    assert deleted == plan.deleted == ["shards/train-000099.tar"]
+    assert fake.named("create_tag") == [{"repo_id": "someone/corpus", "tag": plan.version, "repo_type": "dataset",
+                                         "revision": f"commit{len(commits)}"}]
+    assert fake.calls[-1][0] == "create_tag"
     assert SECRET not in plan.describe() + repr(plan) + caplog.text
 
 
@@ -433,11 +457,8 @@ def test_publish_writes_a_missing_card_only_in_a_real_run(copy, monkeypatch):
     plan = publish(str(root), "someone/corpus", dry_run=True)
     card = next(f for f in plan.files if f.path_in_repo == "README.md")
     assert card.generated and not (root / "README.md").exists()
-    monkeypatch.setattr(HfApi, "__init__", lambda self, token=None, **kw: None)
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: None)
-    monkeypatch.setattr(HfApi, "list_repo_files", lambda self, repo_id, **kw: [])
-    monkeypatch.setattr(HfApi, "create_commit", lambda self, repo_id, ops, **kw: SimpleNamespace(oid="c1"))
-    monkeypatch.setattr(HfApi, "create_tag", lambda self, repo_id, **kw: None)
+    fake = FakeHub(monkeypatch)
     publish(str(root), "someone/corpus")
+    assert "README.md" in {op.path_in_repo for op in fake.named("create_commit")[-1]["operations"]}
     assert (root / "README.md").read_text() == render_card(str(root))
     assert len((root / "README.md").read_bytes()) == card.bytes

@@ -1,8 +1,12 @@
-"""Command line: `vidcorpus build | demo`."""
+"""vidcorpus: raw videos in, a versioned training corpus for long-video language models out.
+
+Commands: build · demo · validate · report · publish · inspect
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -10,28 +14,43 @@ from vidcorpus.config import ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vidcorpus", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser = argparse.ArgumentParser(prog="vidcorpus", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each stage's warnings and failures")
     commands = parser.add_subparsers(dest="command", required=True)
 
     build = commands.add_parser("build", help="build a corpus from videos")
     build.add_argument("--input", required=True, help="directory, glob, list file (.txt) or one video")
-    build.add_argument("--output", required=True, help="release directory")
+    build.add_argument("--output", required=True,
+                       help="release directory, or the root of named versions with --name/--version")
+    build.add_argument("--name", help="dataset name: the release goes to <output>/<name>/<version>")
+    build.add_argument("--version", help="semantic version of this release, e.g. 1.0.0")
     _config_args(build)
 
     demo = commands.add_parser("demo", help="generate sample videos and build a demo corpus from them")
     demo.add_argument("--output", default="demo", help="folder for the sample videos and the corpus")
     _config_args(demo)
 
+    validate = commands.add_parser("validate", help="check a release against its manifest and schemas")
+    validate.add_argument("release")
+
+    report = commands.add_parser("report", help="write report.html (plots, thumbnails) into a release")
+    report.add_argument("release")
+
+    publish = commands.add_parser("publish", help="upload a release to the Hugging Face Hub")
+    publish.add_argument("release")
+    publish.add_argument("--repo-id", required=True, help="org/name of the dataset repository")
+    publish.add_argument("--private", action="store_true")
+    publish.add_argument("--dry-run", action="store_true", help="list exactly what would be uploaded; send nothing")
+
+    inspect = commands.add_parser("inspect", help="print a release's counts, tables and a few clips")
+    inspect.add_argument("release")
+    inspect.add_argument("--clips", type=int, default=5, help="clips to show")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(args.config, args.set)
-    except ConfigError as exc:
-        print(f"vidcorpus: {exc}", file=sys.stderr)
-        return 2
-    return COMMANDS[args.command](args, cfg)
+    return COMMANDS[args.command](args)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -40,26 +59,34 @@ def _config_args(p: argparse.ArgumentParser) -> None:
                    help="override one config key, e.g. --set scenes.detector=adaptive (repeatable)")
 
 
-def _build(args, cfg) -> int:
-    from vidcorpus.pipelines.build import build
+def _fail(message: str, code: int = 2) -> int:
+    print(f"vidcorpus: {message}", file=sys.stderr)
+    return code
+
+
+def _build(args) -> int:
+    from vidcorpus.pipelines.build import ReleaseExists, build
 
     try:
-        summary = build(args.input, args.output, cfg)
-    except FileNotFoundError as exc:
-        print(f"vidcorpus: {exc}", file=sys.stderr)
-        return 2
+        summary = build(args.input, args.output, load_config(args.config, args.set), name=args.name,
+                        version=args.version)
+    except (ConfigError, FileNotFoundError, ValueError, ReleaseExists) as exc:
+        return _fail(str(exc))
     _print_summary(summary)
     return 0
 
 
-def _demo(args, cfg) -> int:
+def _demo(args) -> int:
     from vidcorpus.media.synth import write_demo_videos
     from vidcorpus.pipelines.build import build
 
+    try:
+        cfg = load_config(args.config, args.set)
+    except ConfigError as exc:
+        return _fail(str(exc))
     videos = f"{args.output}/videos"
     write_demo_videos(videos)
-    summary = build(videos, f"{args.output}/corpus", cfg)
-    _print_summary(summary)
+    _print_summary(build(videos, f"{args.output}/corpus", cfg))
     return 0
 
 
@@ -67,9 +94,55 @@ def _print_summary(summary) -> None:
     c = summary.counts
     print(f"{summary.output}: {c['videos']} videos, {c['clips']} clips, {c['failures']} failures "
           f"({c['inputs_failed']} inputs failed), {c['shards']} shards; dataset hash {summary.dataset_hash[:16]}")
+    for stage, reason in summary.skipped_stages.items():
+        print(f"  skipped stage {stage}: {reason}")
 
 
-COMMANDS = {"build": _build, "demo": _demo}
+def _validate(args) -> int:
+    from vidcorpus.release_check import validate_release
+
+    problems = validate_release(args.release)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return _fail(f"{args.release}: {len(problems)} problem(s)", 1)
+    print(f"{args.release}: valid")
+    return 0
+
+
+def _report(args) -> int:
+    from vidcorpus.report import write_report
+
+    print(write_report(args.release))
+    return 0
+
+
+def _publish(args) -> int:
+    from vidcorpus.publish.hub import ReleaseInvalid, publish
+
+    try:
+        plan = publish(args.release, args.repo_id, private=args.private, dry_run=args.dry_run)
+    except ReleaseInvalid as exc:
+        return _fail(str(exc), 1)
+    print(plan.describe())
+    return 0
+
+
+def _inspect(args) -> int:
+    from vidcorpus.release_check import read_manifest, read_table
+
+    manifest = read_manifest(args.release)
+    print(json.dumps({k: manifest.get(k) for k in ("name", "version", "counts", "skipped_stages", "models",
+                                                   "usage", "dataset_hash")}, indent=2))
+    clips = read_table(args.release, manifest, "clips")
+    for clip in (clips.slice(0, args.clips).to_pylist() if clips is not None else []):
+        print(f"{clip['clip_id']}  {clip['start_s']:8.2f}-{clip['end_s']:8.2f} s  "
+              f"{len(clip['keyframes'])} keyframes  {clip['clip_mode']}  {clip['shard']}")
+    return 0
+
+
+COMMANDS = {"build": _build, "demo": _demo, "validate": _validate, "report": _report, "publish": _publish,
+            "inspect": _inspect}
 
 if __name__ == "__main__":
     sys.exit(main())

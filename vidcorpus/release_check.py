@@ -2,8 +2,9 @@
 
 `validate_release` re-hashes every file the manifest lists, looks for files it does not list,
 re-derives the dataset hash, compares every Parquet file's schema with the declared Arrow schema
-(names, types, nullability), checks every row with the table's record rules, and opens every
-shard to see that its members belong to clips of the clips table.
+(names, types, nullability), checks every row with its table's record rules, and opens every
+shard to see that its members belong to rows of its table (clips, or the sft/rl task rows) and
+that each sample's JSON equals its row.
 
 Files outside the manifest by design: `README.md` (the dataset card) and `report.html` are
 written after the manifest, from it, so they cannot be listed in it without a cycle; they are
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from vidcorpus import storage
+from vidcorpus.pipelines.build import WORK_DIR
 from vidcorpus.pipelines.release import RELEASE_DIRS, SAMPLE_TABLES
 from vidcorpus.schemas import TABLES, RecordError, check_record
 from vidcorpus.schemas.tables import with_embedding_dim
@@ -37,7 +39,6 @@ CARD = "README.md"
 REPORT = "report.html"
 DERIVED_FILES = (CARD, REPORT)
 """Top-level files made from the manifest after it is written; never listed in it."""
-WORK_DIR = ".work"
 CHECKED_DIRS = RELEASE_DIRS
 """Every file under these folders (those a build owns) must be listed in the manifest."""
 PRIMARY_KEYS = {"videos": "video_id", "clips": "clip_id", "annotations": "ann_id", "sft": "sample_id",
@@ -85,20 +86,33 @@ def table_paths(manifest: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def shard_paths(manifest: dict[str, Any]) -> list[str]:
-    return sorted(e["path"] for e in manifest["files"] if e["path"].startswith("shards/") and e["path"].endswith(".tar"))
+    paths = (e["path"] for e in manifest["files"])
+    return sorted(p for p in paths if p.startswith("shards/") and p.endswith(".tar"))
 
 
-def read_parquet_file(root: str, relpath: str) -> pa.Table:
+def read_parquet_file(root: str, relpath: str, columns: list[str] | None = None) -> pa.Table:
     with storage.open_read(storage.join(root, relpath)) as f:
-        return pq.read_table(pa.BufferReader(f.read()))
+        return pq.read_table(pa.BufferReader(f.read()), columns=columns)
 
 
-def read_table(root: str, manifest: dict[str, Any], table: str) -> pa.Table | None:
-    """All files of one table concatenated, or None when the release has no such table."""
+def read_table(root: str, manifest: dict[str, Any], table: str,
+               columns: list[str] | None = None) -> pa.Table | None:
+    """All files of one table concatenated (only `columns` that exist, when given), or None when
+    the release has no such table."""
     paths = table_paths(manifest).get(table)
     if not paths:
         return None
-    return pa.concat_tables([read_parquet_file(root, p) for p in paths])
+    if columns is not None:
+        with storage.open_read(storage.join(root, paths[0])) as f:
+            present = pq.read_schema(f).names
+        columns = [c for c in columns if c in present]
+    return pa.concat_tables([read_parquet_file(root, p, columns) for p in paths])
+
+
+def skipped_stages(manifest: dict[str, Any]) -> dict[str, str]:
+    """Stage -> reason, from the manifest's `skipped_stages` (a mapping, or a bare list of names)."""
+    skipped = manifest.get("skipped_stages") or {}
+    return {name: "" for name in skipped} if isinstance(skipped, list) else dict(skipped)
 
 
 def shard_members(root: str, relpath: str) -> Iterator[tuple[str, bytes]]:

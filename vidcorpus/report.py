@@ -22,8 +22,7 @@ from PIL import Image
 
 from vidcorpus import storage
 from vidcorpus.publish.card import flatten
-from vidcorpus.release_check import (REPORT, read_manifest, read_table, release_version, shard_members,
-                                     table_paths)
+from vidcorpus.release_check import REPORT, read_manifest, read_table, release_version, shard_members, skipped_stages
 
 THUMBNAILS = 24
 THUMB_SIZE = 160
@@ -33,6 +32,13 @@ LABEL_WIDTH = 240
 ROW_HEIGHT = 22
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#bab0ac")
+REPORT_COLUMNS = {
+    "videos": ["video_id"],
+    "clips": ["clip_id", "video_id", "duration_s", "start_s", "end_s", "keyframes", "shard"],
+    "annotations": ["kind", "verdicts", "tokens_in", "tokens_out"],
+    "failures": ["stage", "error_class"],
+}
+"""The columns each plot reads: embeddings and task rows never need loading for the report."""
 VERDICT_COLORS = {"passed": "#59a14f", "failed": "#e15759", "unchecked": "#bab0ac"}
 STYLE = """
 body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1100px; }
@@ -57,7 +63,7 @@ def write_report(release_dir: str) -> str:
 
 def render_report(root: str) -> str:
     manifest = read_manifest(root)
-    tables = {name: read_table(root, manifest, name) for name in table_paths(manifest)}
+    tables = {name: read_table(root, manifest, name, columns) for name, columns in REPORT_COLUMNS.items()}
     version = release_version(manifest)
     sections = [
         summary_section(manifest),
@@ -77,12 +83,10 @@ def render_report(root: str) -> str:
 
 def summary_section(manifest: dict[str, Any]) -> str:
     rows = flatten(manifest.get("counts") or {})
-    skipped = manifest.get("skipped_stages") or {}
-    if isinstance(skipped, list):
-        skipped = {name: "" for name in skipped}
+    skipped = skipped_stages(manifest)
     text = (f'<section id="summary"><h2>Summary</h2>\n<p class="note">dataset hash '
-            f"<code>{_e(manifest.get('dataset_hash', ''))}</code>, vidcorpus {_e(manifest.get('vidcorpus_version', '?'))}"
-            f"</p>\n{html_table(('what', 'count'), rows)}")
+            f"<code>{_e(manifest.get('dataset_hash', ''))}</code>, "
+            f"vidcorpus {_e(manifest.get('vidcorpus_version', '?'))}</p>\n{html_table(('what', 'count'), rows)}")
     if skipped:
         text += "\n<h3>Skipped stages</h3>\n" + html_table(("stage", "reason"), sorted(skipped.items()))
     return text + "</section>"
@@ -109,8 +113,7 @@ def scenes_section(videos: pa.Table | None, clips: pa.Table | None) -> str:
 
 def annotations_section(annotations: pa.Table | None, manifest: dict[str, Any]) -> str:
     if annotations is None or annotations.num_rows == 0:
-        reason = (manifest.get("skipped_stages") or {}).get("annotate") if isinstance(
-            manifest.get("skipped_stages"), dict) else None
+        reason = skipped_stages(manifest).get("annotate")
         body = _note("No annotations" + (f" (stage annotate skipped: {reason})." if reason else "."))
     else:
         by_kind: dict[str, Counter] = defaultdict(Counter)
@@ -139,7 +142,7 @@ def tokens_section(manifest: dict[str, Any], annotations: pa.Table | None) -> st
     other = [(key, _fmt(value)) for key, value in usage if "token" not in key]
     if other:
         parts.append(html_table(("usage", "value"), other))
-    if annotations is not None and annotations.num_rows and {"tokens_in", "tokens_out"} <= set(annotations.column_names):
+    if annotations is not None and {"tokens_in", "tokens_out"} <= set(annotations.column_names):
         spend: dict[str, Counter] = defaultdict(Counter)
         for kind, t_in, t_out in zip(_column(annotations, "kind"), _column(annotations, "tokens_in"),
                                      _column(annotations, "tokens_out")):
@@ -174,10 +177,11 @@ def thumbnails_section(root: str, clips: pa.Table | None) -> str:
         data = images.get(clip["clip_id"])
         if data is None:
             continue
-        caption = f"{clip['clip_id']}<br>{clip['start_s']:.2f}–{clip['end_s']:.2f} s"
-        figures.append(f"<figure><img alt=\"{_e(clip['clip_id'])}\" src=\"data:image/jpeg;base64,{thumbnail_b64(data)}\">"
+        caption = f"{_e(clip['clip_id'])}<br>{clip['start_s']:.2f}–{clip['end_s']:.2f} s"
+        source = f"data:image/jpeg;base64,{thumbnail_b64(data)}"
+        figures.append(f'<figure><img alt="{_e(clip["clip_id"])}" src="{source}">'
                        f"<figcaption>{caption}</figcaption></figure>")
-    body = f"<div class=\"grid\">{''.join(figures)}</div>" if figures else _note("No keyframes in the shards.")
+    body = f'<div class="grid">{"".join(figures)}</div>' if figures else _note("No keyframes in the shards.")
     return f'<section id="thumbnails"><h2>Keyframes</h2>\n{body}</section>'
 
 
@@ -256,8 +260,9 @@ def stacked_bar_chart_svg(rows: Sequence[tuple[str, dict[str, float]]], series: 
             value = values.get(name, 0)
             width = span * value / largest
             if width > 0:
+                tip = _e(f"{label}: {name} {_fmt(value)}")
                 parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{width:.1f}" height="{ROW_HEIGHT - 6}" '
-                             f"fill=\"{colors[name]}\"><title>{_e(f'{label}: {name} {_fmt(value)}')}</title></rect>")
+                             f'fill="{colors[name]}"><title>{tip}</title></rect>')
                 x += width
         parts.append(f'<text x="{x + 4:.1f}" y="{y + 15}">{_fmt(sum(values.values()))}</text>')
     parts.append("</svg>")
@@ -277,10 +282,12 @@ def histogram_svg(values: Sequence[float], x_label: str, unit: str, bins: int = 
     for i, count in enumerate(counts):
         x = left + i * bar_w
         h = plot_h * count / largest
+        tip = f"{_fmt(edges[i])}–{_fmt(edges[i + 1])}: {count} {_e(unit)}"
         parts.append(f'<rect x="{x + 1:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" '
-                     f'fill="{PALETTE[0]}"><title>{_fmt(edges[i])}–{_fmt(edges[i + 1])}: {count} {_e(unit)}</title></rect>')
+                     f'fill="{PALETTE[0]}"><title>{tip}</title></rect>')
         if count:
-            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h - h - 3:.1f}" text-anchor="middle">{count}</text>')
+            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h - h - 3:.1f}" '
+                         f'text-anchor="middle">{count}</text>')
     step = max(1, len(edges) // 7)
     for i in range(0, len(edges), step):
         x = left + i * bar_w

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,25 +143,50 @@ def skipped_stages(cfg: BuildConfig) -> dict[str, str]:
     return skipped
 
 
-def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptions | None = None) -> BuildSummary:
+class ReleaseExists(RuntimeError):
+    """A finished version is never modified."""
+
+
+SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
+
+
+def release_paths(output: str, name: str | None, version: str | None) -> tuple[str, str]:
+    """(release directory, work directory). A named version lives at `<output>/<name>/<version>`
+    and shares `<output>/<name>/.work` (per-video results, LLM cache) with the name's other
+    versions, so a new version over more inputs only processes the new videos."""
+    if (name is None) != (version is None):
+        raise ValueError("--name and --version go together")
+    if name is None:
+        return output, storage.join(output, WORK_DIR)
+    if not SEMVER.match(version):
+        raise ValueError(f"--version must be semantic (MAJOR.MINOR.PATCH), got {version!r}")
+    return storage.join(output, name, version), storage.join(output, name, WORK_DIR)
+
+
+def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptions | None = None,
+          name: str | None = None, version: str | None = None) -> BuildSummary:
+    release, work_dir = release_paths(output, name, version)
+    if name is not None and storage.exists(storage.join(release, MANIFEST)):
+        raise ReleaseExists(f"{release} is a finished release and is never modified; choose a new --version")
     uris, skipped = discover(input_spec, cfg.input)
     if skipped:
         log.info("skipped %d files without a video extension (input.extensions)", len(skipped))
     stages_off = skipped_stages(cfg)
     for stage, reason in stages_off.items():
         log.warning("skipping stage %s: %s", stage, reason)
-    work_dir = storage.join(output, WORK_DIR)
-    clear_release(output)
+    clear_release(release)
     with Progress(work_dir, total=len(uris), enabled=cfg.runner.progress):
         pipeline = beam.Pipeline(options=options or pipeline_options(cfg))
-        compose(pipeline, uris, output, work_dir, cfg, stages_off)
+        compose(pipeline, uris, release, work_dir, cfg, stages_off, {"name": name, "version": version})
         pipeline.run().wait_until_finish()
-    manifest = json.loads(storage.read_bytes(storage.join(output, MANIFEST)))
-    return BuildSummary(output, manifest["counts"], manifest["dataset_hash"], skipped, stages_off)
+    from vidcorpus.publish.card import write_card
+    write_card(release)
+    manifest = json.loads(storage.read_bytes(storage.join(release, MANIFEST)))
+    return BuildSummary(release, manifest["counts"], manifest["dataset_hash"], skipped, stages_off)
 
 
 def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: BuildConfig,
-            stages_off: dict[str, str]) -> None:
+            stages_off: dict[str, str], release: dict[str, Any] | None = None) -> None:
     identified = (p | "Inputs" >> beam.Create(uris)
                   | "SpreadInputs" >> beam.Reshuffle()
                   | "Identify" >> beam.ParDo(Identify(cfg)).with_outputs("failed", main="ok"))
@@ -205,7 +231,8 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
                       | "TableJobs" >> beam.FlatMap(table_jobs)
                       | "WriteTables" >> beam.Map(write_table_job, output))
     entries = ((shards, files, written_tables) | "AllFiles" >> beam.Flatten() | "FileList" >> beam.combiners.ToList())
-    _ = plan | "Manifest" >> beam.Map(_write_manifest, beam.pvalue.AsSingleton(entries), output, cfg, stages_off)
+    _ = plan | "Manifest" >> beam.Map(_write_manifest, beam.pvalue.AsSingleton(entries), output, cfg, stages_off,
+                                      release or {})
 
 
 def produced_tables(stages_off: dict[str, str]) -> tuple[str, ...]:
@@ -220,8 +247,8 @@ def produced_tables(stages_off: dict[str, str]) -> tuple[str, ...]:
 
 
 def _write_manifest(plan, files: list[dict[str, Any]], output: str, cfg: BuildConfig,
-                    stages_off: dict[str, str]) -> None:
-    extra = {"skipped_stages": stages_off, "usage": plan.usage, "models": models_of(cfg, stages_off)}
+                    stages_off: dict[str, str], release: dict[str, Any]) -> None:
+    extra = {**release, "skipped_stages": stages_off, "usage": plan.usage, "models": models_of(cfg, stages_off)}
     write_manifest(output, config_to_dict(cfg), plan.counts, files, extra)
 
 

@@ -9,7 +9,6 @@ from typing import Iterator
 import apache_beam as beam
 import cv2
 import numpy as np
-from apache_beam.ml.inference.base import RunInference
 
 from vidcorpus.config import BuildConfig
 from vidcorpus.pipelines.scan import Scanned
@@ -36,6 +35,9 @@ class EmbedCandidates(beam.PTransform):
         self.cfg = cfg
 
     def expand(self, scanned):
+        # Beam's inference module imports torch: only builds with CLIP on pay for it.
+        from apache_beam.ml.inference.base import RunInference
+
         from vidcorpus.scoring.clip import keyed_clip_handler
 
         return (scanned

@@ -184,6 +184,9 @@ def _sample(key: str, row: dict[str, Any], files: dict[str, Any], work_dir: str)
 
 
 def clear_release(root: str) -> None:
-    """Remove a previous build's outputs (never the work directory) before writing anew."""
+    """Remove an unfinished or earlier build's outputs (never the work directory) before
+    writing anew; the manifest goes first, so a half-cleared release never looks finished."""
+    for name in ("manifest.json", "README.md", "report.html"):
+        storage.delete_tree(storage.join(root, name))
     for folder in RELEASE_DIRS:
         storage.delete_tree(storage.join(root, folder))

@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from itertools import islice
 from typing import Any
 
 import pyarrow as pa
 import yaml
 
 from vidcorpus import storage
-from vidcorpus.release_check import (CARD, REPORT, read_manifest, read_table, release_version, sample_key,
-                                     shard_members, shard_paths, shard_table, table_of, table_paths,
+from vidcorpus.release_check import (CARD, REPORT, read_manifest, read_table, release_version, shard_members,
+                                     shard_paths, shard_table, skipped_stages, table_of, table_paths,
                                      table_schemas)
 
 CORE_STAGES = ("discover", "probe", "decode", "scenes", "keyframes", "clips")
@@ -31,6 +32,8 @@ OPTIONAL_STAGES = ("clip", "annotate", "tasks")
 STAGE_TABLES = {"clip": "frames", "annotate": "annotations", "tasks": "sft"}
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+KEYFRAME_FIELD = re.compile(r"\d+\.jpg")
+SHARD_MEMBERS_SCANNED = 200
 LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 UNKNOWN = "unknown"
 PLACEHOLDER = "path/to/release"
@@ -47,7 +50,8 @@ def write_card(release_dir: str) -> str:
 
 def render_card(root: str) -> str:
     facts = ReleaseFacts.read(root)
-    return "---\n" + yaml.safe_dump(card_header(facts), sort_keys=False, allow_unicode=True) + "---\n\n" + card_body(facts)
+    header = yaml.safe_dump(card_header(facts), sort_keys=False, allow_unicode=True)
+    return f"---\n{header}---\n\n{card_body(facts)}"
 
 
 class ReleaseFacts:
@@ -65,8 +69,8 @@ class ReleaseFacts:
     @classmethod
     def read(cls, root: str) -> "ReleaseFacts":
         manifest = read_manifest(root)
-        videos = _rows(read_table(root, manifest, "videos"), ["video_id", "license", "duration_s", "container"])
-        clips = _rows(read_table(root, manifest, "clips"), ["clip_id", "split", "keyframes"])
+        videos = _rows(read_table(root, manifest, "videos", ["video_id", "license", "duration_s", "container"]))
+        clips = _rows(read_table(root, manifest, "clips", ["clip_id", "keyframes"]))
         return cls(manifest, videos, clips, shard_fields(root, manifest, clips))
 
     @property
@@ -93,12 +97,10 @@ class ReleaseFacts:
 
     @property
     def other_files(self) -> dict[str, int]:
-        """Top-level folders with files that are neither tables nor shards (e.g. task probes) -> count."""
-        found: Counter = Counter()
-        for entry in self.manifest.get("files", []):
-            path = entry["path"]
-            if table_of(path) is None and not path.startswith("shards/"):
-                found[path.split("/")[0] if "/" in path else path] += 1
+        """Folders holding files that are neither tables nor shards (e.g. task probes) -> file count."""
+        paths = [e["path"] for e in self.manifest.get("files", [])]
+        found = Counter(p.split("/")[0] for p in paths
+                        if "/" in p and table_of(p) is None and not p.startswith("shards/"))
         return dict(sorted(found.items()))
 
     @property
@@ -107,10 +109,8 @@ class ReleaseFacts:
         return Counter((v.get("license") or default or UNKNOWN) for v in self.videos)
 
 
-def _rows(table: pa.Table | None, columns: list[str]) -> list[dict[str, Any]]:
-    if table is None:
-        return []
-    return table.select([c for c in columns if c in table.column_names]).to_pylist()
+def _rows(table: pa.Table | None) -> list[dict[str, Any]]:
+    return table.to_pylist() if table is not None else []
 
 
 def clip_shards(manifest: dict[str, Any]) -> list[str]:
@@ -124,16 +124,20 @@ def _shard_prefix(path: str) -> str:
 
 def shard_fields(root: str, manifest: dict[str, Any], clips: list[dict[str, Any]]) -> list[str]:
     """WebDataset fields of a clip sample (`json`, `0.jpg`..., `mp4`): keyframe slots from the clips
-    table (the most any clip has), other fields from the members of each split's first shard."""
+    table (the most any clip has), other fields from the first members of each split's first shard."""
     first_per_split: dict[str, str] = {}
     for path in clip_shards(manifest):
         first_per_split.setdefault(_shard_prefix(path), path)
-    found = {m.split(".", 1)[1] for path in first_per_split.values() if storage.exists(storage.join(root, path))
-             for m, _ in shard_members(root, path) if "." in m and sample_key(m)}
+    found: set[str] = set()
+    for path in first_per_split.values():
+        if storage.exists(storage.join(root, path)):
+            members = islice(shard_members(root, path), SHARD_MEMBERS_SCANNED)
+            found |= {name.split(".", 1)[1] for name, _ in members if "." in name}
+    if not found and not clips:
+        return []
     slots = max((len(c.get("keyframes") or []) for c in clips), default=0)
-    jpgs = [f"{i}.jpg" for i in range(slots)]
-    others = sorted(f for f in found if not re.fullmatch(r"\d+\.jpg", f) and f != "json")
-    return ["json", *jpgs, *others] if found or clips else []
+    others = sorted(f for f in found if f != "json" and not KEYFRAME_FIELD.fullmatch(f))
+    return ["json", *(f"{i}.jpg" for i in range(slots)), *others]
 
 
 # --- YAML header ---------------------------------------------------------------------------------
@@ -236,9 +240,7 @@ def _sources(facts: ReleaseFacts) -> str:
 
 
 def _stages(facts: ReleaseFacts) -> str:
-    skipped = facts.manifest.get("skipped_stages") or {}
-    if isinstance(skipped, list):
-        skipped = {name: "" for name in skipped}
+    skipped = skipped_stages(facts.manifest)
     rows = [(stage, "run") for stage in CORE_STAGES]
     for stage in (*OPTIONAL_STAGES, *sorted(set(skipped) - set(OPTIONAL_STAGES))):
         if stage in skipped:
@@ -256,7 +258,8 @@ def _stages(facts: ReleaseFacts) -> str:
     text = "## How it was built\n\n" + _table(("stage", "status"), rows)
     known = [(key, f"`{json.dumps(value, sort_keys=True)}`") for key, value in settings if value is not None]
     if known:
-        text += "\n\nMain settings (the full recipe is `config` in `manifest.json`):\n\n" + _table(("setting", "value"), known)
+        text += ("\n\nMain settings (the full recipe is `config` in `manifest.json`):\n\n"
+                 + _table(("setting", "value"), known))
     return text
 
 
@@ -300,8 +303,7 @@ def _layout(facts: ReleaseFacts) -> str:
         lines.append(f"{f'shards/{table}-*.tar':<22} {len(paths)} WebDataset shard(s) of table `{table}`: "
                      f"<sample_id>.json (the row)")
     for folder, count in facts.other_files.items():
-        if folder != "manifest.json":
-            lines.append(f"{folder + '/':<22} {count} file(s) referenced by the tables")
+        lines.append(f"{folder + '/':<22} {count} file(s) referenced by the tables")
     lines.append(f"{REPORT:<22} plots and keyframe thumbnails (not in the manifest, when present)")
     return "## Layout\n\n```\n" + "\n".join(lines) + "\n```"
 
@@ -334,8 +336,8 @@ def _loading(facts: ReleaseFacts) -> str:
 
 def _loading_shards(facts: ReleaseFacts) -> str:
     fields = facts.shard_fields
-    slots = sum(1 for f in fields if re.fullmatch(r"\d+\.jpg", f))
-    extra = [f for f in fields if f != "json" and not re.fullmatch(r"\d+\.jpg", f)]
+    slots = sum(1 for f in fields if KEYFRAME_FIELD.fullmatch(f))
+    extra = [f for f in fields if f != "json" and not KEYFRAME_FIELD.fullmatch(f)]
     feature_lines = ['    "json": datasets.load_dataset(RELEASE, "clips", split="train").features,']
     if slots:
         feature_lines.append(f'    **{{f"{{i}}.jpg": datasets.Image() for i in range({slots})}},')
@@ -344,11 +346,12 @@ def _loading_shards(facts: ReleaseFacts) -> str:
     feature_lines += ['    "__key__": datasets.Value("string"),', '    "__url__": datasets.Value("string"),']
     files = ", ".join(f'"{s}": f"{{RELEASE}}/shards/{s}-*.tar"' for s in facts.splits)
     first = facts.splits[0]
+    stream = f'wds.WebDataset(sorted(glob.glob(f"{{RELEASE}}/shards/{first}-*.tar")), shardshuffle=False)'
     return ("Shards hold one sample per clip: its row of `clips` as JSON, its keyframes as JPEG "
             "(`0.jpg`, `1.jpg`, ...) and the clip as MP4. Stream them with `webdataset`:\n\n"
             "```python\nimport glob\nimport json\n\nimport webdataset as wds\n\n"
             f'RELEASE = "{PLACEHOLDER}"\n'
-            f'for sample in wds.WebDataset(sorted(glob.glob(f"{{RELEASE}}/shards/{first}-*.tar")), shardshuffle=False):\n'
+            f"for sample in {stream}:\n"
             '    clip = json.loads(sample["json"])\n'
             '    keyframes = [sample[f"{i}.jpg"] for i in range(len(clip["keyframes"]))]\n'
             "```\n\n"

@@ -1,28 +1,39 @@
-"""WebDataset writer: tar shards of samples (`<key>.<ext>` members), byte-identical per input.
+"""WebDataset writer: tar shards of samples, each sample's members named `<key>.<ext>`.
 
-Member times, owners and modes are fixed, and members are written in key order, so a shard
-depends only on its samples.
+Written with the standard library's tarfile in the WebDataset layout (the `webdataset`
+package's own writer would import torch into every worker just to write tars). Member times,
+owners and modes are fixed and members are written in key order, so a shard depends only on
+its samples; `webdataset.WebDataset` and `datasets.load_dataset("webdataset")` read them.
 """
 
 from __future__ import annotations
 
+import io
+import tarfile
 from typing import Iterable
-
-import webdataset as wds
 
 from vidcorpus import storage
 
 
-def write_shard(samples: Iterable[dict[str, bytes | str]], uri: str) -> int:
+def write_shard(samples: Iterable[dict[str, bytes]], uri: str) -> int:
     """Write samples (each a dict with `__key__` and extension -> bytes) to one tar; returns the count."""
     count = 0
-    with storage.open_write(uri) as f:
-        writer = wds.TarWriter(f, user="vidcorpus", group="vidcorpus", mtime=0, encoder=False)
+    with storage.open_write(uri) as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for sample in samples:
-            writer.write(sample)
+            key = sample["__key__"]
+            if "." in key:
+                raise ValueError(f"sample key {key!r} must not contain '.' (WebDataset splits names there)")
+            for ext in sorted(k for k in sample if not k.startswith("__")):
+                _add(tar, f"{key}.{ext}", sample[ext])
             count += 1
-        writer.close()
     return count
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o444
+    info.uname = info.gname = "vidcorpus"
+    tar.addfile(info, io.BytesIO(data))
 
 
 def shard_name(split: str, index: int) -> str:
