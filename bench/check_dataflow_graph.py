@@ -371,7 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "job.json").write_text(json.dumps(request, indent=2, sort_keys=True) + "\n")
     (out / "graph.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
-    problems = gpu_plan_problems(cfg.clip, "dataflow", df) + check(summary, request, expectations_for(cfg, df, stages_off))
+    expect = expectations_for(cfg, df, stages_off)
+    problems = gpu_plan_problems(cfg.clip, "dataflow", df) + check(summary, request, expect)
     hinted = {s: step_hints(summary, s) for s in summary["steps"] if step_hints(summary, s)}
     print(f"recipe {args.config}: {len(summary['steps'])} steps, {len(summary['reshuffles'])} Reshuffles, "
           f"stages off: {sorted(stages_off) or 'none'}")

@@ -442,10 +442,13 @@ def test_sources_are_planned_only_when_allowed_and_licensed(copy):
     assert plan.left_out == [f"{videos[0]['uri']}: licence unknown"]
 
 
-def test_publish_refuses_an_invalid_release_and_uses_the_manifest_version(copy):
+def test_publish_uses_the_manifest_name_and_version_and_refuses_an_invalid_release(copy):
     root = copy()
-    refresh_manifest(root, version="2024.06")
-    assert publish(str(root), "someone/corpus", dry_run=True).version == "2024.06"
+    refresh_manifest(root, name="street-scenes", version="1.2.0")
+    assert publish(str(root), "someone/corpus", dry_run=True).version == "1.2.0"
+    card = render_card(str(root))
+    assert "pretty_name: street-scenes 1.2.0\n" in card and "\n# street-scenes 1.2.0\n" in card
+    assert "<h1>street-scenes 1.2.0</h1>" in render_report(str(root))
     (root / "data" / "videos" / "part-00000.parquet").unlink()
     with pytest.raises(ReleaseInvalid, match="data/videos/part-00000.parquet: listed in manifest.json but missing"):
         publish(str(root), "someone/corpus", dry_run=True)
@@ -462,3 +465,9 @@ def test_publish_writes_a_missing_card_only_in_a_real_run(copy, monkeypatch):
     assert "README.md" in {op.path_in_repo for op in fake.named("create_commit")[-1]["operations"]}
     assert (root / "README.md").read_text() == render_card(str(root))
     assert len((root / "README.md").read_bytes()) == card.bytes
+
+
+def test_histogram_of_values_equal_up_to_rounding_is_one_bin():
+    from vidcorpus.report import histogram
+    counts, edges = histogram([2.4, 2.4 + 1e-13, 2.4], 12)
+    assert counts == [3] and len(edges) == 2

@@ -101,7 +101,8 @@ def test_dataflow_options_right_fit_the_gpu_to_clip_only():
     df = submittable(labels={"team": "video"}, use_public_ips=False)
     opts = pipeline_options("dataflow", dataflow=df, extra_args=["--max_num_workers=5"]).get_all_options()
     assert opts["runner"] == "DataflowRunner"
-    assert (opts["project"], opts["region"], opts["temp_location"]) == ("my-project", "us-central1", "gs://my-bucket/tmp")
+    assert (opts["project"], opts["region"]) == ("my-project", "us-central1")
+    assert opts["temp_location"] == "gs://my-bucket/tmp"
     assert (opts["sdk_container_image"], opts["sdk_location"]) == (df.sdk_container_image, "container")
     assert (opts["machine_type"], opts["disk_size_gb"], opts["max_num_workers"]) == ("n2-standard-4", 50, 5)
     assert opts["experiments"] == ["use_runner_v2"]
@@ -173,6 +174,8 @@ def test_llm_rate_is_slots_over_latency_and_the_limit_inverts_it():
     assert concurrency == 5
     assert llm_global_request_rate(10, 4, concurrency, 4.0) <= 50 < llm_global_request_rate(10, 4, concurrency + 1, 4.0)
     assert llm_concurrency_for_rate_limit(1, 100, 8, 1.0) == 1
+    assert llm_in_flight(10, 4, 2, clients_per_process=3) == 240  # a client per DoFn instance, 3 bundles at once
+    assert llm_concurrency_for_rate_limit(50, 10, 4, 4.0, clients_per_process=2) == 2
     with pytest.raises(ValueError):
         llm_global_request_rate(1, 1, 1, 0.0)
 
@@ -239,7 +242,8 @@ def test_job_graph_check_with_every_gpu_on_every_worker(tmp_path, capsys):
     assert code == 0, capsys.readouterr().out
     job = json.loads((tmp_path / "job.json").read_text())
     assert job["environment"]["workerPools"][0]["machineType"] == "n1-standard-8"
-    assert "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver" in job["environment"]["serviceOptions"]
+    service_options = job["environment"]["serviceOptions"]
+    assert "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver" in service_options
     graph = json.loads((tmp_path / "graph.json").read_text())
     assert all(not env["hints"] for env in graph["environments"].values())
 
@@ -254,7 +258,7 @@ def test_job_graph_check_catches_a_missing_hint_and_a_missing_reshuffle():
 
     def pipeline(reshuffle: bool, accelerator: str | None):
         def compose(p):
-            items = p | beam.Create([1, 2])
+            items = p | beam.Create([1, 2], reshuffle=False)
             if reshuffle:
                 items = items | "Spread" >> beam.Reshuffle()
             _ = (items

@@ -127,7 +127,7 @@ def test_second_build_resumes_without_llm_calls(first, inputs, full_config):
         assert server.request_count == 0
     after = tree_digest(out)
     changed = {path for path in before if before[path] != after.get(path)}
-    assert changed <= {"manifest.json", "README.md", "data/annotations/part-00000.parquet"}
+    assert changed <= {"manifest.json", "README.md", "report.html", "data/annotations/part-00000.parquet"}
     again = rows(out, "annotations")
     assert all(a["cache_hit"] for a in again)
     assert [{**a, "cache_hit": None} for a in again] == [{**a, "cache_hit": None} for a in annotations]

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vidcorpus.annotators.config import AnnotatorConfig
+from vidcorpus.runners import DataflowConfig
 from vidcorpus.scoring.clip_config import ClipConfig
 from vidcorpus.tasks.config import TasksConfig
 
@@ -41,6 +42,8 @@ class IdsConfig(Section):
 
 
 class RunnerConfig(Section):
+    name: Literal["direct", "dataflow"] = "direct"
+    """`direct`: Beam's DirectRunner on this machine; `dataflow`: Google Cloud Dataflow (`dataflow:`)."""
     mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
     workers: int = Field(1, ge=1)
     progress: bool = True
@@ -115,6 +118,11 @@ class ShardsConfig(Section):
         return self
 
 
+class PublishConfig(Section):
+    include_sources: bool = False
+    """Upload the source videos with the release: only where their licence allows it."""
+
+
 class BuildConfig(Section):
     """The whole recipe. `tasks.splits` is not set directly: it always follows `shards.splits`,
     so clips and tasks of a video share one split."""
@@ -131,6 +139,8 @@ class BuildConfig(Section):
     clip: ClipConfig = ClipConfig()
     llm: AnnotatorConfig = AnnotatorConfig()
     tasks: TasksConfig = TasksConfig()
+    publish: PublishConfig = PublishConfig()
+    dataflow: DataflowConfig = DataflowConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -58,6 +58,11 @@ def release_version(manifest: dict[str, Any]) -> str:
     return str(manifest.get("version") or f"v{manifest['dataset_hash'][:12]}")
 
 
+def release_title(manifest: dict[str, Any]) -> str:
+    """`<name> <version>` for a named release, else `vidcorpus release <version>`."""
+    return f"{manifest.get('name') or 'vidcorpus release'} {release_version(manifest)}"
+
+
 def table_schemas() -> dict[str, pa.Schema]:
     """Every declared table schema: the core tables and the task exports."""
     return {**TABLES, **TASK_SCHEMAS}

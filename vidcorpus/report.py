@@ -22,7 +22,7 @@ from PIL import Image
 
 from vidcorpus import storage
 from vidcorpus.publish.card import flatten
-from vidcorpus.release_check import REPORT, read_manifest, read_table, release_version, shard_members, skipped_stages
+from vidcorpus.release_check import REPORT, read_manifest, read_table, release_title, shard_members, skipped_stages
 
 THUMBNAILS = 24
 THUMB_SIZE = 160
@@ -64,7 +64,7 @@ def write_report(release_dir: str) -> str:
 def render_report(root: str) -> str:
     manifest = read_manifest(root)
     tables = {name: read_table(root, manifest, name, columns) for name, columns in REPORT_COLUMNS.items()}
-    version = release_version(manifest)
+    title = _e(release_title(manifest))
     sections = [
         summary_section(manifest),
         durations_section(tables.get("clips")),
@@ -75,8 +75,8 @@ def render_report(root: str) -> str:
         thumbnails_section(root, tables.get("clips")),
     ]
     return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>vidcorpus release {_e(version)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-            f"<h1>vidcorpus release {_e(version)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n")
+            f"<title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+            f"<h1>{title}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n")
 
 
 # --- sections ------------------------------------------------------------------------------------
@@ -302,7 +302,7 @@ def histogram(values: Sequence[float], bins: int) -> tuple[list[int], list[float
     """Counts and edges over [min, max]; one bin when every value is the same."""
     data = np.asarray(values, dtype=np.float64)
     lo, hi = float(data.min()), float(data.max())
-    if hi <= lo:
+    if hi - lo <= 1e-9 * max(1.0, abs(hi)):   # equal up to rounding: numpy cannot bin that range
         return [int(data.size)], [lo, lo + 1.0]
     counts, edges = np.histogram(data, bins=min(bins, max(1, data.size)), range=(lo, hi))
     return [int(c) for c in counts], [float(e) for e in edges]

@@ -237,7 +237,7 @@ def _as_flags(values: Mapping[str, Any]) -> list[str]:
 
 
 def _reject_unknown_options(options: "PipelineOptions", dataflow: DataflowConfig | None) -> None:
-    """Beam keeps unknown flags silently; a typo in `extra_options` should fail instead."""
+    """Beam only logs a warning for a flag it does not know; a typo in `extra_options` should fail."""
     if dataflow is None or not dataflow.extra_options:
         return
     known = options.get_all_options(retain_unknown_options=False)
@@ -325,36 +325,43 @@ def machine_vcpus(machine_type: str) -> int:
 
 
 def sdk_processes_per_worker(df: DataflowConfig) -> int:
-    """Python SDK processes per CPU worker: one per vCPU on Runner v2, or one in all with
-    `no_use_multiple_sdk_containers`. Each process holds its own LLM client."""
+    """Python SDK processes per worker that runs the LLM stage: one per vCPU on Runner v2, or
+    one in all with `no_use_multiple_sdk_containers`."""
     if "no_use_multiple_sdk_containers" in df.experiments:
         return 1
     machine = df.gpu_machine_type if df.gpu_placement == "all_workers" else df.machine_type
     return machine_vcpus(machine)
 
 
-def llm_in_flight(workers: int, processes_per_worker: int, concurrency: int) -> int:
-    """Most LLM requests open at once: `llm.concurrency` per process, every process busy."""
-    return workers * processes_per_worker * concurrency
+def llm_in_flight(workers: int, processes_per_worker: int, concurrency: int, clients_per_process: int = 1) -> int:
+    """Most LLM requests open at once: `llm.concurrency` per client, every client busy.
+
+    `clients_per_process` is 1 when a process shares one client between its threads; a DoFn
+    that builds its own client in `setup` has one per instance, and a process runs as many
+    instances as it runs bundles at once (at most `number_of_worker_harness_threads`).
+    """
+    return workers * processes_per_worker * clients_per_process * concurrency
 
 
 def llm_global_request_rate(
-    workers: int, processes_per_worker: int, concurrency: int, mean_latency_s: float
+    workers: int, processes_per_worker: int, concurrency: int, mean_latency_s: float,
+    clients_per_process: int = 1,
 ) -> float:
     """Requests per second the endpoint sees when every slot is busy (Little's law: in flight /
     latency). An upper bound: fewer requests go out while workers decode or write."""
     if mean_latency_s <= 0:
         raise ValueError("mean_latency_s must be positive")
-    return llm_in_flight(workers, processes_per_worker, concurrency) / mean_latency_s
+    return llm_in_flight(workers, processes_per_worker, concurrency, clients_per_process) / mean_latency_s
 
 
 def llm_concurrency_for_rate_limit(
-    max_requests_per_s: float, workers: int, processes_per_worker: int, mean_latency_s: float
+    max_requests_per_s: float, workers: int, processes_per_worker: int, mean_latency_s: float,
+    clients_per_process: int = 1,
 ) -> int:
     """The largest `llm.concurrency` that keeps the job under a provider's request limit, at
     least 1 (below that, lower `max_num_workers` instead)."""
-    per_process = max_requests_per_s * mean_latency_s / (workers * processes_per_worker)
-    return max(1, math.floor(per_process))
+    per_client = max_requests_per_s * mean_latency_s / (workers * processes_per_worker * clients_per_process)
+    return max(1, math.floor(per_client))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,11 +37,15 @@ from vidcorpus.sinks.manifest import MANIFEST, write_manifest
 log = logging.getLogger(__name__)
 WORK_DIR = ".work"
 RESULT_SECTIONS = ("input", "ids", "probe", "decode", "scenes", "keyframes", "clips", "clip", "shards")
+CLIP_EXECUTION_KEYS = ("device", "precision", "batch_size", "min_batch_size", "model_copies", "accelerator",
+                       "cache_dir")
 
 
 def result_fingerprint(cfg: BuildConfig) -> str:
-    """Hash of the config sections a staged per-video result depends on."""
+    """Hash of the config a staged per-video result depends on: not where or how fast CLIP runs,
+    so a job resumed on other hardware (or on Dataflow) reuses what is done."""
     sections = {k: v for k, v in config_to_dict(cfg).items() if k in RESULT_SECTIONS}
+    sections["clip"] = {k: v for k, v in sections["clip"].items() if k not in CLIP_EXECUTION_KEYS}
     return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -124,8 +128,20 @@ def join_embeddings(element, text):
 
 
 def pipeline_options(cfg: BuildConfig) -> PipelineOptions:
-    return PipelineOptions(flags=[], runner="DirectRunner", direct_running_mode=cfg.runner.mode,
-                           direct_num_workers=cfg.runner.workers)
+    from vidcorpus.runners import pipeline_options as runner_options
+    return runner_options(cfg.runner.name, cfg.runner.mode, cfg.runner.workers, cfg.dataflow)
+
+
+def for_runner(cfg: BuildConfig) -> BuildConfig:
+    """On Dataflow, the CLIP step carries the GPU resource hint (and nothing else does)."""
+    if cfg.runner.name != "dataflow":
+        return cfg
+    from vidcorpus.runners import gpu_plan_problems, with_clip_accelerator
+    clip = with_clip_accelerator(cfg.clip, cfg.dataflow)
+    problems = gpu_plan_problems(clip, cfg.runner.name, cfg.dataflow)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return cfg.model_copy(update={"clip": clip})
 
 
 def skipped_stages(cfg: BuildConfig) -> dict[str, str]:
@@ -165,6 +181,7 @@ def release_paths(output: str, name: str | None, version: str | None) -> tuple[s
 
 def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptions | None = None,
           name: str | None = None, version: str | None = None) -> BuildSummary:
+    cfg = for_runner(cfg)
     release, work_dir = release_paths(output, name, version)
     if name is not None and storage.exists(storage.join(release, MANIFEST)):
         raise ReleaseExists(f"{release} is a finished release and is never modified; choose a new --version")
@@ -180,7 +197,12 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
         compose(pipeline, uris, release, work_dir, cfg, stages_off, {"name": name, "version": version})
         pipeline.run().wait_until_finish()
     from vidcorpus.publish.card import write_card
+    from vidcorpus.report import write_report
     write_card(release)
+    try:
+        write_report(release)
+    except Exception as exc:  # noqa: BLE001 - the release is complete; the report can be redone
+        log.warning("report.html not written (%s: %s); run `vidcorpus report %s`", type(exc).__name__, exc, release)
     manifest = json.loads(storage.read_bytes(storage.join(release, MANIFEST)))
     return BuildSummary(release, manifest["counts"], manifest["dataset_hash"], skipped, stages_off)
 

@@ -23,9 +23,9 @@ import pyarrow as pa
 import yaml
 
 from vidcorpus import storage
-from vidcorpus.release_check import (CARD, REPORT, read_manifest, read_table, release_version, shard_members,
-                                     shard_paths, shard_table, skipped_stages, table_of, table_paths,
-                                     table_schemas)
+from vidcorpus.release_check import (CARD, REPORT, read_manifest, read_table, release_title,
+                                     shard_members, shard_paths, shard_table, skipped_stages, table_of,
+                                     table_paths, table_schemas)
 
 CORE_STAGES = ("discover", "probe", "decode", "scenes", "keyframes", "clips")
 OPTIONAL_STAGES = ("clip", "annotate", "tasks")
@@ -64,7 +64,6 @@ class ReleaseFacts:
         self.clips = clips
         self.shard_fields = shard_fields
         self.tables = table_paths(manifest)
-        self.version = release_version(manifest)
 
     @classmethod
     def read(cls, root: str) -> "ReleaseFacts":
@@ -144,7 +143,7 @@ def shard_fields(root: str, manifest: dict[str, Any], clips: list[dict[str, Any]
 
 def card_header(facts: ReleaseFacts) -> dict[str, Any]:
     return {
-        "pretty_name": f"vidcorpus release {facts.version}",
+        "pretty_name": release_title(facts.manifest),
         "license": hub_license(facts.licences),
         "task_categories": task_categories(facts.tables),
         "size_categories": [size_category(len(facts.clips))],
@@ -221,7 +220,7 @@ def card_body(facts: ReleaseFacts) -> str:
 
 def _intro(facts: ReleaseFacts) -> str:
     hours = sum(v.get("duration_s") or 0.0 for v in facts.videos) / 3600
-    return (f"# vidcorpus release {facts.version}\n\n"
+    return (f"# {release_title(facts.manifest)}\n\n"
             f"Scene-level clips with scored keyframes cut from {len(facts.videos)} source videos "
             f"({hours:.2f} hours), for training long-video language models. Built by vidcorpus "
             f"{facts.manifest.get('vidcorpus_version', '?')}; every file is checksummed in `manifest.json`.")
