@@ -76,6 +76,6 @@ class open_write:
         FileSystems.rename([self.tmp], [self.uri])
 
 
-def delete_tree(uri: str) -> None:
+def delete(uri: str) -> None:
     if exists(uri):
         FileSystems.delete([uri])

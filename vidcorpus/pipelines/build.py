@@ -15,7 +15,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Dict
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -36,6 +36,8 @@ from vidcorpus.sinks.manifest import MANIFEST, write_manifest
 
 log = logging.getLogger(__name__)
 WORK_DIR = ".work"
+Result = Dict[str, Any]
+"""A video's result (see `video_result`); declared so Beam never guesses a coder for it."""
 RESULT_SECTIONS = ("input", "ids", "probe", "decode", "scenes", "keyframes", "clips", "clip", "shards")
 CLIP_EXECUTION_KEYS = ("device", "precision", "batch_size", "min_batch_size", "model_copies", "accelerator",
                        "cache_dir")
@@ -228,15 +230,16 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
                       | "WithEmbeddings" >> beam.FlatMap(join_embeddings, text))
     segmented = (to_segment
                  | "SpreadScanned" >> beam.Reshuffle()
-                 | "Segment" >> beam.ParDo(Segment(cfg, work_dir, text)))
+                 | "Segment" >> beam.ParDo(Segment(cfg, work_dir, text)).with_output_types(Result))
     results = (segmented, scanned.done) | "Videos" >> beam.Flatten()
     if "annotate" not in stages_off:
         results = (results
                    | "SpreadForLLM" >> beam.Reshuffle()
-                   | "Annotate" >> beam.ParDo(Annotate(cfg, work_dir)))
+                   | "Annotate" >> beam.ParDo(Annotate(cfg, work_dir)).with_output_types(Result))
     if "tasks" not in stages_off:
         pool = results | "ForeignPool" >> beam.FlatMap(pool_entries, cfg) | "PoolList" >> beam.combiners.ToList()
-        results = results | "Tasks" >> beam.Map(add_tasks, beam.pvalue.AsSingleton(pool), cfg, work_dir)
+        results = (results | "Tasks" >> beam.Map(add_tasks, beam.pvalue.AsSingleton(pool), cfg, work_dir)
+                   .with_output_types(Result))
     tables = produced_tables(stages_off)
     plan = ((results, identified.failed, unique.failed)
             | "AllResults" >> beam.Flatten()

@@ -59,12 +59,12 @@ class Identify(beam.DoFn):
     def process(self, uri: str):
         try:
             size = storage.size_of(uri)
-            yield storage_key(ids.video_id(uri, size, self.mode), uri, size)
+            yield keyed_input(ids.video_id(uri, size, self.mode), uri, size)
         except Exception as exc:  # noqa: BLE001 - an unreadable input is one failures row
             yield beam.pvalue.TaggedOutput("failed", video_result(failures=[failure_row(uri, "discover", exc)]))
 
 
-def storage_key(video_id: str, uri: str, size: int) -> tuple[str, Input]:
+def keyed_input(video_id: str, uri: str, size: int) -> tuple[str, Input]:
     return video_id, Input(uri, size, video_id)
 
 

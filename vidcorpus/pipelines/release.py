@@ -27,6 +27,8 @@ SORT_KEYS = {"videos": ("video_id",), "clips": ("clip_id",), "frames": ("clip_id
              "annotations": ("ann_id",), "sft": ("sample_id",), "rl": ("sample_id",),
              "failures": ("uri", "stage", "item_id")}
 SAMPLE_TABLES = ("sft", "rl")   # also written as JSON-only WebDataset shards
+INPUT_STAGES = ("discover", "probe", "decode", "scenes", "keyframes", "clips", "validate")
+"""Stages whose failure (with no item id) means the input produced no video at all."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,6 @@ class ReleasePlan:
         })
         return counts
 
-
-INPUT_STAGES = ("discover", "probe", "decode", "scenes", "keyframes", "clips", "validate")
 
 
 def plan_release(results: Iterable[dict[str, Any]], max_samples: int, max_bytes: int,
@@ -187,6 +187,6 @@ def clear_release(root: str) -> None:
     """Remove an unfinished or earlier build's outputs (never the work directory) before
     writing anew; the manifest goes first, so a half-cleared release never looks finished."""
     for name in ("manifest.json", "README.md", "report.html"):
-        storage.delete_tree(storage.join(root, name))
+        storage.delete(storage.join(root, name))
     for folder in RELEASE_DIRS:
-        storage.delete_tree(storage.join(root, folder))
+        storage.delete(storage.join(root, folder))

@@ -79,13 +79,6 @@ class CandidateSpool:
         self.candidates.append(Candidate(index, t, stats.brightness, stats.sharpness, usable, offset, len(jpeg)))
         self._best = None
 
-    def read(self, candidate: Candidate) -> bytes:
-        self.spool.seek(candidate.offset)
-        data = self.spool.read(candidate.length)
-        self.spool.seek(0, 2)
-        return data
-
-
 def encode_jpeg(bgr, quality: int) -> bytes:
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
