@@ -8,6 +8,8 @@ picture that leaves this module, so all of them are upright at their display asp
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -120,6 +122,9 @@ class FrameStream:
         self.last_t = 0.0
 
     def __iter__(self) -> Iterator[StreamFrame]:
+        return read_ahead(self._frames(), READ_AHEAD)
+
+    def _frames(self) -> Iterator[StreamFrame]:
         index = 0
         last_pts = None
         try:
@@ -142,3 +147,53 @@ class FrameStream:
 
     def seconds(self, pts: int) -> float:
         return float((pts - self.origin_pts) * self.time_base)
+
+
+READ_AHEAD = 8
+"""Frames decoded (and scaled) ahead of the consumer: FFmpeg and OpenCV release the GIL, so
+decoding overlaps the per-frame analysis, while memory stays bounded."""
+
+
+class _Raised:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def read_ahead(items: Iterator, depth: int) -> Iterator:
+    """Yield `items`, produced by a background thread at most `depth` ahead; an exception in
+    the producer is raised in the consumer, and a consumer that stops early stops the producer."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(_Raised(exc))
+
+    worker = threading.Thread(target=produce, name="decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is end:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        worker.join()

@@ -8,6 +8,8 @@ k candidates spread over each scene, skipping black and blurred frames.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Sequence
 
@@ -33,7 +35,12 @@ class Candidate:
 
 
 class CandidateSpool:
-    """Keeps the best frame per BUCKET_S bucket; buckets also close at scene cuts."""
+    """Keeps the best frame per BUCKET_S bucket; buckets also close at scene cuts.
+
+    A closed bucket's picture is scaled and JPEG-encoded on a helper thread (swscale and
+    libjpeg release the GIL, so this overlaps the decode pass); results are spooled in bucket
+    order, so offsets and bytes do not depend on timing.
+    """
 
     def __init__(self, cfg: KeyframesConfig, spool: IO[bytes]):
         self.cfg = cfg
@@ -43,6 +50,8 @@ class CandidateSpool:
         self._best: tuple[tuple, int, float, FrameStats, av.VideoFrame] | None = None
         self._scene = 0
         self._geometry: Geometry | None = None
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyframes")
+        self._pending: deque[tuple[Future, tuple]] = deque()
 
     def usable(self, stats: FrameStats) -> bool:
         return stats.brightness >= self.cfg.black_brightness and stats.sharpness >= self.cfg.blur_sharpness
@@ -65,19 +74,34 @@ class CandidateSpool:
 
     def finish(self) -> list[Candidate]:
         self._close()
+        self._spool_done(wait=True)
+        self._encoder.shutdown()
         return self.candidates
 
     def _close(self) -> None:
-        if self._best is None:
-            return
-        (usable, _), index, t, stats, frame = self._best
-        size = self._geometry.scaled(longest=self.cfg.max_size)
-        jpeg = encode_jpeg(upright(frame, self._geometry, size, fmt="bgr24", interpolation="AREA"),
-                           self.cfg.jpeg_quality)
-        offset = self.spool.tell()
-        self.spool.write(jpeg)
-        self.candidates.append(Candidate(index, t, stats.brightness, stats.sharpness, usable, offset, len(jpeg)))
-        self._best = None
+        if self._best is not None:
+            (usable, _), index, t, stats, frame = self._best
+            job = self._encoder.submit(self._jpeg, frame, self._geometry)
+            self._pending.append((job, (index, t, stats.brightness, stats.sharpness, usable)))
+            self._best = None
+        self._spool_done(wait=len(self._pending) > PENDING_LIMIT)
+
+    def _jpeg(self, frame: av.VideoFrame, geometry: Geometry) -> bytes:
+        size = geometry.scaled(longest=self.cfg.max_size)
+        return encode_jpeg(upright(frame, geometry, size, fmt="bgr24", interpolation="AREA"), self.cfg.jpeg_quality)
+
+    def _spool_done(self, wait: bool) -> None:
+        """Append finished JPEGs in bucket order (all of them when `wait`)."""
+        while self._pending and (wait or self._pending[0][0].done()):
+            job, (index, t, brightness, sharpness, usable) = self._pending.popleft()
+            jpeg = job.result()
+            self.candidates.append(Candidate(index, t, brightness, sharpness, usable, self.spool.tell(), len(jpeg)))
+            self.spool.write(jpeg)
+
+
+PENDING_LIMIT = 4
+"""Closed buckets whose pictures may wait for encoding; bounds the full frames held."""
+
 
 def encode_jpeg(bgr, quality: int) -> bytes:
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
