@@ -146,3 +146,15 @@ def test_identical_files_keep_one_copy_and_report_the_other(videos, tiny_config,
     assert [f["error_class"] for f in failures] == ["DuplicateContent"]
     assert failures[0]["uri"].endswith("b.mp4")
     assert summary.skipped and summary.skipped[0].endswith("README.txt")
+
+
+def test_inputs_beyond_the_probe_limits_are_rejected_as_absurd(videos, tmp_path):
+    from vidcorpus.config import load_config
+    from conftest import TINY
+    for override, words in (("probe.max_pixels=1000", "max_pixels"), ("probe.max_duration_s=1", "max_duration_s"),
+                            ("probe.max_file_bytes=100", "max_file_bytes")):
+        out = tmp_path / override.split("=")[0]
+        build(str(videos["cuts.mp4"]), str(out), load_config(TINY, [override]))
+        failures = table(out, "failures")
+        assert [(f["stage"], f["error_class"]) for f in failures] == [("probe", "AbsurdInput")], override
+        assert words in failures[0]["message"]
