@@ -16,7 +16,7 @@ from vidcorpus.tasks.ordering import plan_ordering_tasks
 from vidcorpus.tasks.records import EditList
 from vidcorpus.tasks.rewards import score
 from vidcorpus.tasks.schemas import RL_SCHEMA, SFT_SCHEMA, SchemaError, validate_rows, validate_table
-from vidcorpus.tasks.splits import assign_split
+from vidcorpus.splits import split_of
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 
@@ -81,10 +81,10 @@ def test_config_defaults_and_validation():
 
 def test_split_is_a_function_of_the_video_id_with_the_configured_shares():
     ids = [f"v{i:016x}" for i in range(3000)]
-    splits = [assign_split(i, FRACTIONS) for i in ids]
+    splits = [split_of(i, FRACTIONS) for i in ids]
     for name, share in FRACTIONS.items():
         assert splits.count(name) / len(ids) == pytest.approx(share, abs=0.03)
-    assert {assign_split(i, {"train": 1.0, "val": 0.0}) for i in ids[:200]} == {"train"}
+    assert {split_of(i, {"train": 1.0, "val": 0.0}) for i in ids[:200]} == {"train"}
 
 
 def test_exported_samples_never_straddle_splits():
@@ -94,10 +94,10 @@ def test_exported_samples_never_straddle_splits():
     sft, rl = export_rows(planned.tasks, cfg.export)
     assert {t.kind for t in planned.tasks} >= {"niah_foreign_span", "niah_rendered_text", "order_clips",
                                                 "grounding_caption"}
-    split_of_caption = {json.loads(a["payload"])["caption"]: assign_split(a["video_id"], FRACTIONS)
+    split_of_caption = {json.loads(a["payload"])["caption"]: split_of(a["video_id"], FRACTIONS)
                         for a in annotations}
     for row in sft + rl:
-        assert {assign_split(v, FRACTIONS) for v in row["video_ids"]} == {row["split"]}
+        assert {split_of(v, FRACTIONS) for v in row["video_ids"]} == {row["split"]}
     for row in rl:  # not even the text of another split's captions shows up as an option
         assert {split_of_caption[o] for o in row["options"]} <= {row["split"]}
     by_split: dict[str, set] = {}

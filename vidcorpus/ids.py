@@ -42,6 +42,3 @@ def _sampled(f: IO[bytes], size: int) -> str:
 def clip_id(vid: str, index: int) -> str:
     return f"{vid}_{index:04d}"
 
-
-def stable_hash(text: str, n: int = ID_HEX) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:n]

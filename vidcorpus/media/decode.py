@@ -33,12 +33,11 @@ class Geometry:
         w, h = snap(self.width * self.sar), snap(self.height)
         return (h, w) if self.rotation in (90, 270) else (w, h)
 
-    def scaled(self, longest: int | None = None, width: int | None = None, short: int | None = None) -> tuple[int, int]:
+    def scaled(self, longest: int | None = None, short: int | None = None) -> tuple[int, int]:
         """Pre-rotation (width, height) to reformat to, so that after rotation the picture has
-        display aspect and its longest side, display width or shorter side is as asked (never upscaled)."""
+        display aspect and its longest (or shorter) side is as asked (never upscaled)."""
         dw, dh = self.display_size
-        target, side = ((width, dw) if width is not None else (short, min(dw, dh)) if short is not None
-                        else (longest, max(dw, dh)))
+        target, side = (short, min(dw, dh)) if short is not None else (longest, max(dw, dh))
         scale = min(1.0, target / side)
         out_w, out_h = snap(dw * scale), snap(dh * scale)
         return (out_h, out_w) if self.rotation in (90, 270) else (out_w, out_h)
@@ -144,9 +143,6 @@ class FrameStream:
                 index += 1
         except av.error.FFmpegError as exc:
             raise DecodeError(f"decoding stopped at frame {index} ({self.last_t:.2f} s): {exc}") from None
-
-    def seconds(self, pts: int) -> float:
-        return float((pts - self.origin_pts) * self.time_base)
 
 
 READ_AHEAD = 8

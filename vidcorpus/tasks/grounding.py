@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Mapping, Sequence
 
+from vidcorpus.splits import split_of
 from vidcorpus.tasks.config import TasksConfig
 from vidcorpus.tasks.records import (
     MediaRef,
@@ -30,7 +31,6 @@ from vidcorpus.tasks.records import (
     seeded_rng,
 )
 from vidcorpus.tasks.rewards import normalize_text
-from vidcorpus.tasks.splits import assign_split
 from vidcorpus.tasks.windows import clips_overlapping, contiguous_runs, window_covering
 
 Clip = dict[str, Any]
@@ -171,7 +171,7 @@ def plan_grounding_tasks(
     if not (config.enabled and settings.enabled) or not clips:
         return []
     video_id = video["video_id"]
-    split = assign_split(video_id, config.splits.fractions)
+    split = split_of(video_id, config.splits.fractions)
     runs = contiguous_runs(clips)
     captions = captions_by_clip(annotations)
     clip_by_id = {c["clip_id"]: c for c in clips}

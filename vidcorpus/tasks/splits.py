@@ -1,6 +1,6 @@
-"""Splits of task samples: the build's own video split, so a task never straddles splits.
+"""Per-item coins for tasks.
 
-Every sample takes the split of its haystack/source video from `vidcorpus.splits.split_of`,
+Splits are the build's own: every sample takes the split of its haystack/source video from `vidcorpus.splits.split_of`,
 the function that also splits clips; foreign needles are drawn only from videos of the same
 split. `unit_hash` gives other per-item decisions (such as the foreign-clip pool) a fixed,
 machine-independent coin.
@@ -9,9 +9,6 @@ machine-independent coin.
 from __future__ import annotations
 
 import hashlib
-from typing import Mapping
-
-from vidcorpus.splits import split_of
 
 
 def unit_hash(key: str, salt: str = "") -> float:
@@ -19,7 +16,3 @@ def unit_hash(key: str, salt: str = "") -> float:
     digest = hashlib.sha256(f"{salt}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
-
-def assign_split(video_id: str, fractions: Mapping[str, float]) -> str:
-    """The split of `video_id` under `fractions` (train/val/test shares summing to 1)."""
-    return split_of(video_id, fractions)
