@@ -18,7 +18,7 @@ CLIP_INPUT_SIDE = 224
 
 def candidate_frames(scanned: Scanned) -> Iterator[tuple[tuple[str, int], np.ndarray]]:
     """((video_id, candidate index), RGB picture scaled so its short side is the CLIP input)."""
-    for i, jpeg in enumerate(scanned.read_candidates()):
+    for i, jpeg in enumerate(scanned.jpegs(scanned.candidates)):
         bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         h, w = bgr.shape[:2]
         scale = CLIP_INPUT_SIDE / min(h, w)

@@ -14,7 +14,7 @@ import tempfile
 from array import array
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -73,14 +73,13 @@ class Scanned:
     candidates: list[Candidate]
     spool_uri: str
 
-    def read_candidate(self, candidate: Candidate) -> bytes:
+    def jpegs(self, candidates: Iterable[Candidate]) -> Iterator[bytes]:
+        """The JPEGs of `candidates`, in the order given, through one open handle on the spool
+        (one picture in memory at a time, whatever the video's length)."""
         with storage.open_read(self.spool_uri) as f:
-            f.seek(candidate.offset)
-            return f.read(candidate.length)
-
-    def read_candidates(self) -> list[bytes]:
-        data = storage.read_bytes(self.spool_uri)
-        return [data[c.offset:c.offset + c.length] for c in self.candidates]
+            for c in candidates:
+                f.seek(c.offset)
+                yield f.read(c.length)
 
 
 def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: CandidateSpool) -> PassResult:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+from bisect import bisect_left
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -51,12 +53,14 @@ def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings:
         stage = "keyframes"
         video = video_row(scanned, cfg, len(spans))
         clips, files, frames = [], {}, []
-        for index, (start, end, transition) in enumerate(spans):
-            clip, chosen = clip_row(scanned, index, start, end, cfg, video["split"], embeddings, text)
+        rows = [clip_row(scanned, index, start, end, cfg, video["split"], embeddings, text)
+                for index, (start, end, _) in enumerate(spans)]
+        keyframe_jpegs = scanned.jpegs(c for _, chosen in rows for c in chosen)
+        for (clip, chosen), (_, _, transition) in zip(rows, spans):
             if embeddings is not None:
                 clip["is_transition"] = transition
                 frames += frame_rows(scanned, clip, embeddings)
-            jpegs = [scanned.read_candidate(c) for c in chosen]
+            jpegs = list(islice(keyframe_jpegs, len(chosen)))
             clips.append(clip)
             files[clip["clip_id"]] = {"jpg": _stage_keyframes(out_dir, clip["clip_id"], jpegs),
                                       "bytes": sum(map(len, jpegs))}
@@ -176,7 +180,7 @@ def clip_row(scanned: Scanned, index: int, start: int, end: int, cfg: BuildConfi
     }
     if embeddings is not None:
         inside = _inside(scanned.candidates, start_s, end_s)
-        row["embedding"] = _clip_embedding(embeddings.matrix[inside]) if len(inside) else None
+        row["embedding"] = _clip_embedding(embeddings.matrix[inside.start:inside.stop]) if len(inside) else None
     return row, [c for c, _, _ in chosen]
 
 
@@ -184,11 +188,11 @@ def choose_keyframes(candidates: list[Candidate], start_s: float, end_s: float, 
                      embeddings: Embeddings | None, text: np.ndarray | None) -> list[tuple[Candidate, str, float]]:
     """(candidate, mode, score) for the clip's keyframes under `keyframes.mode`."""
     k, mode = cfg.keyframes.k, cfg.keyframes.mode
+    inside = _inside(candidates, start_s, end_s)
     if mode == "uniform" or embeddings is None:
-        return [(c, "uniform", s) for c, s in select_uniform(candidates, start_s, end_s, k)]
+        return [(c, "uniform", s) for c, s in select_uniform(candidates[inside.start:inside.stop], start_s, end_s, k)]
     from vidcorpus.scoring.selection import select_keyframes_by_embedding
 
-    inside = _inside(candidates, start_s, end_s)
     usable = [i for i in inside if candidates[i].usable] or list(inside)
     if not usable:
         return []
@@ -199,8 +203,13 @@ def choose_keyframes(candidates: list[Candidate], start_s: float, end_s: float, 
     return [(candidates[usable[p.position]], p.mode, p.score) for p in picks]
 
 
-def _inside(candidates: list[Candidate], start_s: float, end_s: float) -> list[int]:
-    return [i for i, c in enumerate(candidates) if start_s <= c.t < end_s]
+def _inside(candidates: list[Candidate], start_s: float, end_s: float) -> range:
+    """Indices of the candidates in [start_s, end_s); candidates are in time order."""
+    return range(bisect_left(candidates, start_s, key=_time_of), bisect_left(candidates, end_s, key=_time_of))
+
+
+def _time_of(candidate: Candidate) -> float:
+    return candidate.t
 
 
 def _clip_embedding(matrix: np.ndarray) -> list[float]:
