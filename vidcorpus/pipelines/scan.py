@@ -8,9 +8,6 @@ A failure at either stage becomes one failures row for this video; it never esca
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from array import array
 from dataclasses import dataclass
 from fractions import Fraction
@@ -122,28 +119,17 @@ def scan_video(item: Input, cfg: BuildConfig, work_dir: str) -> Scanned | dict[s
     spool_uri = storage.join(staging_dir(work_dir, item.video_id), SPOOL)
     stage = "probe"
     try:
-        with tempfile.NamedTemporaryFile(suffix=".spool") as spool_file:
+        with storage.open_write(spool_uri) as spool_file:
             spool = CandidateSpool(cfg.keyframes, spool_file)
             with open_container(open_source(item.uri), item.size) as container:
                 header = probe(container, item.size, cfg.probe)
                 stage = "decode"
                 result = decode_pass(container, header, cfg, spool)
             _check_coverage(header, result, cfg.decode.min_coverage)
-            spool_file.flush()
-            _stage_spool(spool_file.name, spool_uri)
         return Scanned(item, header, result, spool.candidates, spool_uri)
     except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
         log.warning("%s failed at %s: %s: %s", item.uri, stage, type(exc).__name__, exc)
         return video_result(failures=[failure_row(item.uri, stage, exc, item.video_id)])
-
-
-def _stage_spool(local: str, uri: str) -> None:
-    if storage.is_local(uri):
-        os.makedirs(os.path.dirname(storage.local_path(uri)), exist_ok=True)
-        shutil.copyfile(local, storage.local_path(uri))
-        return
-    with open(local, "rb") as src, storage.open_write(uri) as dst:
-        shutil.copyfileobj(src, dst)
 
 
 def _check_coverage(header: dict[str, Any], result: PassResult, min_coverage: float) -> None:

@@ -45,6 +45,7 @@ class CandidateSpool:
     def __init__(self, cfg: KeyframesConfig, spool: IO[bytes]):
         self.cfg = cfg
         self.spool = spool
+        self._spooled = 0   # bytes written: the next JPEG's offset (write-only streams have no tell)
         self.candidates: list[Candidate] = []
         self._bucket: tuple[int, int] | None = None
         self._best: tuple[tuple, int, float, FrameStats, av.VideoFrame] | None = None
@@ -95,8 +96,9 @@ class CandidateSpool:
         while self._pending and (wait or self._pending[0][0].done()):
             job, (index, t, brightness, sharpness, usable) = self._pending.popleft()
             jpeg = job.result()
-            self.candidates.append(Candidate(index, t, brightness, sharpness, usable, self.spool.tell(), len(jpeg)))
+            self.candidates.append(Candidate(index, t, brightness, sharpness, usable, self._spooled, len(jpeg)))
             self.spool.write(jpeg)
+            self._spooled += len(jpeg)
 
 
 PENDING_LIMIT = 4
