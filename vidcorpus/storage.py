@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import threading
 from typing import IO
 
 from apache_beam.io.filesystem import CompressionTypes
@@ -59,10 +60,10 @@ class open_write:
 
     def __init__(self, uri: str):
         self.uri = uri
-        self.tmp = f"{uri}.tmp-{os.getpid()}"
+        self.tmp = f"{uri}.tmp-{os.getpid()}-{threading.get_ident()}"  # unique per writer
 
     def __enter__(self) -> IO[bytes]:
-        makedirs(posixpath.dirname(self.uri) if is_local(self.uri) else self.uri)
+        makedirs(posixpath.dirname(self.uri))
         self.stream = FileSystems.create(self.tmp, compression_type=CompressionTypes.UNCOMPRESSED)
         return self.stream
 
