@@ -237,7 +237,10 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
                    | "SpreadForLLM" >> beam.Reshuffle()
                    | "Annotate" >> beam.ParDo(Annotate(cfg, work_dir)).with_output_types(Result))
     if "tasks" not in stages_off:
-        pool = results | "ForeignPool" >> beam.FlatMap(pool_entries, cfg) | "PoolList" >> beam.combiners.ToList()
+        pool = (results
+                | "ForeignPool" >> beam.FlatMap(pool_entries, cfg)
+                | "PoolList" >> beam.combiners.ToList()
+                | "SortPool" >> beam.Map(sorted, key=lambda e: e["clip_id"]))
         results = (results | "Tasks" >> beam.Map(add_tasks, beam.pvalue.AsSingleton(pool), cfg, work_dir)
                    .with_output_types(Result))
     tables = produced_tables(stages_off)

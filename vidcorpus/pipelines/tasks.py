@@ -27,7 +27,8 @@ def pool_entries(result: dict[str, Any], cfg: BuildConfig) -> Iterator[dict[str,
 
 
 def add_tasks(result: dict[str, Any], pool: list[dict[str, Any]], cfg: BuildConfig, work_dir: str) -> dict[str, Any]:
-    """Plan this video's tasks, write its probe media (written mode) and export SFT/RL rows."""
+    """Plan this video's tasks, write its probe media (written mode) and export SFT/RL rows.
+    `pool` is the corpus's foreign-needle pool, sorted by clip id."""
     from vidcorpus.tasks.build import plan_video_tasks
     from vidcorpus.tasks.export import export_rows
     from vidcorpus.tasks.render import render_probe
@@ -37,7 +38,6 @@ def add_tasks(result: dict[str, Any], pool: list[dict[str, Any]], cfg: BuildConf
     if not video:
         return result
     try:
-        pool = sorted(pool, key=lambda e: e["clip_id"])
         planned = plan_video_tasks(video, result["clips"], result["tables"].get("annotations", []), cfg.tasks, pool)
         probes = {}
         if cfg.tasks.media_mode == "written":
