@@ -3,8 +3,8 @@
     discover → identify → dedupe → scan (probe, decode once) → [CLIP] → segment (scenes,
     keyframes, clips) → [annotate (LLM)] → [tasks] → plan → write tables and shards → manifest
 
-Reshuffles between the heavy stages break fusion, so decoding, CLIP and LLM calls can scale
-(and, on Dataflow, run on different workers). A video whose staged result matches the
+Where several workers share the work, Reshuffles between the heavy stages break fusion, so
+decoding, CLIP and LLM calls can scale (and, on Dataflow, run on different workers). A video whose staged result matches the
 current config is not processed again, so a killed build resumes where it stopped.
 """
 
@@ -212,13 +212,13 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
 def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: BuildConfig,
             stages_off: dict[str, str], release: dict[str, Any] | None = None) -> None:
     identified = (p | "Inputs" >> beam.Create(uris)
-                  | "SpreadInputs" >> beam.Reshuffle()
+                  | "SpreadInputs" >> fusion_break(cfg)
                   | "Identify" >> beam.ParDo(Identify(cfg)).with_outputs("failed", main="ok"))
     unique = (identified.ok
               | "ByContent" >> beam.GroupByKey()
               | "Dedupe" >> beam.FlatMap(pick_one).with_outputs("failed", main="ok"))
     scanned = (unique.ok
-               | "SpreadVideos" >> beam.Reshuffle()
+               | "SpreadVideos" >> fusion_break(cfg)
                | "Scan" >> beam.ParDo(Scan(cfg, work_dir)).with_outputs("done", main="scanned"))
     text = text_embeddings(cfg)
     to_segment = scanned.scanned
@@ -229,12 +229,12 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
                       | "JoinEmbeddings" >> beam.CoGroupByKey()
                       | "WithEmbeddings" >> beam.FlatMap(join_embeddings, text))
     segmented = (to_segment
-                 | "SpreadScanned" >> beam.Reshuffle()
+                 | "SpreadScanned" >> fusion_break(cfg)
                  | "Segment" >> beam.ParDo(Segment(cfg, work_dir, text)).with_output_types(Result))
     results = (segmented, scanned.done) | "Videos" >> beam.Flatten()
     if "annotate" not in stages_off:
         results = (results
-                   | "SpreadForLLM" >> beam.Reshuffle()
+                   | "SpreadForLLM" >> fusion_break(cfg)
                    | "Annotate" >> beam.ParDo(Annotate(cfg, work_dir)).with_output_types(Result))
     if "tasks" not in stages_off:
         pool = (results
@@ -250,7 +250,7 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
             | "Plan" >> beam.Map(plan_release, cfg.shards.max_samples, cfg.shards.max_bytes, tables))
     shards = (plan
               | "ShardJobs" >> beam.FlatMap(lambda pl: pl.shards)
-              | "SpreadShards" >> beam.Reshuffle()
+              | "SpreadShards" >> fusion_break(cfg)
               | "WriteShards" >> beam.Map(write_shard_job, output, work_dir))
     files = (plan
              | "FileJobs" >> beam.FlatMap(lambda pl: pl.files)
@@ -261,6 +261,20 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
     entries = ((shards, files, written_tables) | "AllFiles" >> beam.Flatten() | "FileList" >> beam.combiners.ToList())
     _ = plan | "Manifest" >> beam.Map(_write_manifest, beam.pvalue.AsSingleton(entries), output, cfg, stages_off,
                                       release or {})
+
+
+def fusion_break(cfg: BuildConfig) -> beam.PTransform:
+    """A Reshuffle where several workers share the work (Dataflow, or the DirectRunner with
+    `runner.workers` > 1), so each heavy stage spreads over them. One in-process worker has
+    nothing to spread, and there the shuffles would only cost time (about 0.25 s a build)."""
+    if cfg.runner.name == "direct" and cfg.runner.workers == 1:
+        return Unchanged()
+    return beam.Reshuffle()
+
+
+class Unchanged(beam.PTransform):
+    def expand(self, pcoll):
+        return pcoll
 
 
 def produced_tables(stages_off: dict[str, str]) -> tuple[str, ...]:
