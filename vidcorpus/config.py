@@ -57,10 +57,10 @@ class ProbeConfig(Section):
 
 
 class DecodeConfig(Section):
-    working_width: int = Field(160, ge=32)
-    """Scene detection and frame statistics run on frames scaled to this width. Content scores are
-    means over pixels, so small frames cost less and cut the same (160 and 256 gave identical cuts
-    on the real test videos)."""
+    working_size: int = Field(160, ge=32)
+    """Scene detection and frame statistics run on frames whose longest side is this (portrait or
+    landscape alike). Content scores are means over pixels, so small frames cost less and cut the
+    same (160 and 256 gave identical cuts on the real test videos)."""
     threads: int = Field(0, ge=0)
     """Decoder threads; 0 lets FFmpeg choose."""
     min_coverage: float = Field(0.9, ge=0, le=1)

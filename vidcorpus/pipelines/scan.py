@@ -80,7 +80,7 @@ class Scanned:
 
 
 def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: CandidateSpool) -> PassResult:
-    frames = FrameStream(container, cfg.decode.working_width, cfg.decode.threads, header["sample_aspect_ratio"])
+    frames = FrameStream(container, cfg.decode.working_size, cfg.decode.threads, header["sample_aspect_ratio"])
     cutter = SceneCutter(cfg.scenes, header["header_fps"] or 0)
     statistics = FrameStatistics()
     pts, times, keys = array("q"), array("d"), bytearray()

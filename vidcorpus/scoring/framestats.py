@@ -24,6 +24,7 @@ class FrameStatistics:
     def __call__(self, gray: np.ndarray) -> FrameStats:
         brightness = cv2.mean(gray)[0]
         _, std = cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_16S))
-        motion = 0.0 if self._prev is None or self._prev.shape != gray.shape else cv2.mean(cv2.absdiff(gray, self._prev))[0]
+        same = self._prev is not None and self._prev.shape == gray.shape
+        motion = cv2.norm(gray, self._prev, cv2.NORM_L1) / gray.size if same else 0.0
         self._prev = gray
         return FrameStats(brightness, float(std[0, 0]) ** 2, motion)
