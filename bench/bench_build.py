@@ -5,6 +5,10 @@ Speed, one process, same videos:
   (b) PySceneDetect's own `detect(path, ContentDetector())`,
   (c) `vidcorpus build` (no CLIP / LLM / task stages), with clip MP4s off and with the default `copy`.
 Targets: (c)/(a) <= 1.3, and (c) faster than (b).
+Wall times on a shared machine swing by 10 % from run to run, so the runs go round-robin
+`--rounds` times: seconds are medians, and each ratio is the median of the rounds' ratios (a run
+against the bare decode of its own round). CPU seconds (user + system, all threads) are printed
+too, as the steadier measure of the work each run does.
 
 Memory: peak RSS of a build (fresh process) on a generated 20-minute 720p video vs a
 1-minute one; target ratio <= 1.2.
@@ -16,7 +20,10 @@ Videos: VIDCORPUS_REALVIDEOS (a folder of real files) when set, else generated o
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +56,7 @@ def bare_decode(paths: list[str]) -> int:
 
 def pyscenedetect(paths: list[str]) -> None:
     from scenedetect import ContentDetector, detect
+    logging.getLogger("pyscenedetect").setLevel(logging.WARNING)
     for path in paths:
         try:
             detect(path, ContentDetector())
@@ -62,6 +70,18 @@ def timed(fn, *args) -> tuple[float, object]:
     return time.perf_counter() - start, out
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(fn, *args) -> tuple[float, float, object]:
+    """(wall seconds, CPU seconds, result) of one call."""
+    cpu = cpu_seconds()
+    wall, out = timed(fn, *args)
+    return wall, cpu_seconds() - cpu, out
+
+
 def generated_inputs(folder: str) -> str:
     """Four 45 s 640x360 videos with a cut every 3-6 s."""
     for v in range(4):
@@ -70,21 +90,44 @@ def generated_inputs(folder: str) -> str:
     return folder
 
 
-def speed(inputs: str, tmp: str) -> None:
+BARE = "(a) bare threaded PyAV decode"
+SCENEDETECT = "(b) PySceneDetect detect(ContentDetector)"
+OFF = "(c) vidcorpus build, clips off"
+DEFAULT = "(c) vidcorpus build, clips copy (default)"
+
+
+def speed(inputs: str, tmp: str, rounds: int) -> None:
     cfg = load_config(None, BUILD_ONLY)
+    off_cfg = load_config(None, BUILD_ONLY + ["clips.mode=off"])
     paths, _ = discover(inputs, cfg.input)
     bare_decode(paths[:2])  # warm the page cache and libraries
-    ta, frames = timed(bare_decode, paths)
-    tb, _ = timed(pyscenedetect, paths)
-    tc_off, _ = timed(build, inputs, os.path.join(tmp, "off"), load_config(None, BUILD_ONLY + ["clips.mode=off"]))
-    tc, summary = timed(build, inputs, os.path.join(tmp, "copy"), cfg)
-    print(f"videos: {len(paths)} files, {frames} frames, {summary.counts['clips']} clips")
-    print(f"{'run':44s} {'seconds':>8s} {'frames/s':>9s} {'÷ (a)':>7s}")
-    for name, t in (("(a) bare threaded PyAV decode", ta), ("(b) PySceneDetect detect(ContentDetector)", tb),
-                    ("(c) vidcorpus build, clips off", tc_off), ("(c) vidcorpus build, clips copy (default)", tc)):
-        print(f"{name:44s} {t:8.2f} {frames / t:9.0f} {t / ta:7.2f}")
-    print(f"target (c)/(a) <= 1.30: clips off {tc_off / ta:.2f}, default {tc / ta:.2f}; "
-          f"(b)/(a) = {tb / ta:.2f}")
+    runs = {
+        BARE: lambda _: bare_decode(paths),
+        SCENEDETECT: lambda _: pyscenedetect(paths),
+        OFF: lambda r: build(inputs, os.path.join(tmp, f"off{r}"), off_cfg),
+        DEFAULT: lambda r: build(inputs, os.path.join(tmp, f"copy{r}"), cfg),
+    }
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    cpus: dict[str, list[float]] = {name: [] for name in runs}
+    results: dict[str, object] = {}
+    for r in range(rounds):
+        for name, run in runs.items():
+            wall, cpu, results[name] = measured(run, r)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    wall = {name: statistics.median(v) for name, v in walls.items()}
+    cpu = {name: statistics.median(v) for name, v in cpus.items()}
+    ratio = {name: statistics.median(w / b for w, b in zip(v, walls[BARE])) for name, v in walls.items()}
+    frames = results[BARE]
+    print(f"videos: {len(paths)} files, {frames} frames, {results[DEFAULT].counts['clips']} clips; "
+          f"medians of {rounds} round-robin rounds")
+    print(f"{'run':44s} {'seconds':>8s} {'frames/s':>9s} {'÷ (a)':>7s} {'cpu s':>7s} {'÷ (a)':>7s}  each round ÷ (a)")
+    for name in runs:
+        per_round = " ".join(f"{w / b:.2f}" for w, b in zip(walls[name], walls[BARE]))
+        print(f"{name:44s} {wall[name]:8.2f} {frames / wall[name]:9.0f} {ratio[name]:7.2f} "
+              f"{cpu[name]:7.2f} {cpu[name] / cpu[BARE]:7.2f}  {per_round}")
+    print(f"target (c)/(a) <= 1.30: clips off {ratio[OFF]:.2f}, default {ratio[DEFAULT]:.2f}; "
+          f"(b)/(a) = {ratio[SCENEDETECT]:.2f}")
 
 
 def peak_rss_of_build(video_dir: str, out: str) -> int:
@@ -119,6 +162,7 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--long-minutes", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=3, help="round-robin repetitions of the speed runs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_speed:
@@ -129,7 +173,7 @@ def main() -> None:
             else:
                 print("speed on generated videos (set VIDCORPUS_REALVIDEOS for real ones)")
                 inputs = generated_inputs(tempfile.mkdtemp(dir=tmp))
-            speed(inputs, tmp)
+            speed(inputs, tmp, args.rounds)
         if not args.skip_memory:
             memory(tmp, args.long_minutes)
 
