@@ -202,7 +202,7 @@ def test_stage_throughput_names_the_bottleneck():
     rates = StageRates()
     t = stage_throughput(rates, cpu_vcpus=80, gpus=1, llm_requests_per_s=40)
     assert t.decode == pytest.approx(80 * 400 / 30)
-    assert t.clip == pytest.approx(1000.0)
+    assert t.clip == pytest.approx(1000.0 / 2)  # 2 candidates embedded per second of video
     assert t.llm == pytest.approx(40 * 3600 / 750)
     assert t.bottleneck == "llm" and t.video_hours_per_hour == pytest.approx(t.llm)
     assert stage_throughput(rates, cpu_vcpus=4, gpus=1, llm_requests_per_s=40).bottleneck == "decode"

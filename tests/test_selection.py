@@ -1,4 +1,4 @@
-"""Frame sampling, keyframe selection, scene stitching and duplicate groups on embeddings
+"""Keyframe selection, scene stitching and duplicate groups on embeddings
 whose right answer is known by construction."""
 
 import math
@@ -8,7 +8,6 @@ import pytest
 
 from vidcorpus.scoring.clip_config import ClipConfig
 from vidcorpus.scoring.duplicates import clip_embedding, duplicate_group_ids, duplicate_groups
-from vidcorpus.scoring.frame_sampling import FrameSampler, is_sampled_frame, sample_slot
 from vidcorpus.scoring.selection import (
     select_diverse_keyframes,
     select_keyframes_by_embedding,
@@ -35,41 +34,6 @@ def axis(i: int) -> np.ndarray:
 def blend(a: np.ndarray, b: np.ndarray, cos_to_a: float) -> np.ndarray:
     """Unit vector with the given cosine to `a`, tilted towards the orthogonal `b`."""
     return (cos_to_a * a + math.sqrt(1.0 - cos_to_a**2) * b).astype(np.float32)
-
-
-# --- frame sampling ---------------------------------------------------------------------
-
-
-def sampled(timestamps, fps):
-    sampler = FrameSampler(fps)
-    return [t for t in timestamps if sampler(t)]
-
-
-def test_constant_rate_stream_is_sampled_once_per_second_on_the_second():
-    timestamps = [i * (1 / 30) for i in range(90)]  # pts * time_base style floats
-    assert [round(t, 6) for t in sampled(timestamps, 1.0)] == [0.0, 1.0, 2.0]
-
-
-def test_sampling_rate_above_one_takes_first_frame_of_each_half_second():
-    timestamps = [i / 25 for i in range(100)]  # 4 s at 25 fps
-    picks = sampled(timestamps, 2.0)
-    assert len(picks) == 8
-    assert [sample_slot(t, 2.0) for t in picks] == list(range(8))
-    assert picks[1] == pytest.approx(0.52)  # 0.48 is still in slot 0
-
-
-def test_variable_frame_rate_gaps_skip_empty_slots():
-    timestamps = [0.0, 0.1, 0.2, 2.5, 2.6, 3.05, 3.9]
-    assert sampled(timestamps, 1.0) == [0.0, 2.5, 3.05]
-
-
-def test_stateless_rule_matches_sampler_and_rejects_bad_rate():
-    timestamps = [i * 0.04 for i in range(50)]
-    previous = [None] + timestamps[:-1]
-    stateless = [t for t, p in zip(timestamps, previous) if is_sampled_frame(t, p, 3.0)]
-    assert stateless == sampled(timestamps, 3.0)
-    with pytest.raises(ValueError):
-        FrameSampler(0.0)
 
 
 # --- diverse keyframes -----------------------------------------------------------------

@@ -86,6 +86,10 @@ class KeyframesConfig(Section):
     """Frames whose mean luma (0-255) is below this count as black."""
     blur_sharpness: float = Field(20.0, ge=0)
     """Frames whose Laplacian variance is below this count as blurred."""
+    candidates_per_s: float = Field(2.0, gt=0)
+    """Keyframe candidates kept per second of video: the sharpest usable frame of each 1/rate slot
+    (slots also end at scene cuts). Keyframes are chosen among them, and CLIP embeds every one,
+    so this rate is also the CLIP load per second of video."""
     max_size: int = Field(768, ge=32)
     """Longest side of a written keyframe JPEG (display orientation)."""
     jpeg_quality: int = Field(90, ge=1, le=100)

@@ -377,8 +377,8 @@ class StageRates:
     decode_frames_per_s_per_vcpu: float = 400.0
     """Measured: the build benchmark decodes and analyses ~800 frames/s on 2 vCPUs (small real
     videos, mostly 720p and below). Decode cost grows with pixels: lower it for 1080p and up."""
-    clip_frames_per_video_s: float = 1.0
-    """Frames embedded per second of video (`clip.sample_fps`)."""
+    clip_frames_per_video_s: float = 2.0
+    """Frames embedded per second of video: every keyframe candidate (`keyframes.candidates_per_s`)."""
     clip_images_per_s_per_gpu: float = 1000.0
     """Assumed, not measured: ViT-B-32 fp16 on one T4 including preprocessing. Measure it
     (bench/bench_clip.py on a GPU worker) and replace. On CPU the project measured ~18 images/s."""

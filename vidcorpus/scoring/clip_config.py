@@ -62,8 +62,6 @@ class ClipConfig(BaseModel):
         "'type:nvidia-l4;count:1;install-nvidia-driver' on Dataflow",
     )
 
-    sample_fps: float = Field(default=1.0, gt=0.0, description="frames embedded per second")
-
     diverse_threshold: float = Field(
         default=0.9, ge=-1.0, le=1.0,
         description="a frame is novel when its cosine to the last keyframe is below this",
