@@ -130,15 +130,25 @@ def speed(inputs: str, tmp: str, rounds: int) -> None:
           f"(b)/(a) = {ratio[SCENEDETECT]:.2f}")
 
 
+PEAK_RSS = """
+import resource, sys
+from vidcorpus.config import load_config
+from vidcorpus.pipelines.build import build
+build(sys.argv[1], sys.argv[2], load_config(None, sys.argv[3:]))
+try:  # this process's own high-water mark
+    print(next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+except OSError:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
 def peak_rss_of_build(video_dir: str, out: str) -> int:
-    """Peak RSS (bytes) of a build in a fresh process."""
-    code = ("import sys; from vidcorpus.config import load_config; from vidcorpus.pipelines.build import build; "
-            f"build(sys.argv[1], sys.argv[2], load_config(None, {BUILD_ONLY!r}))")
-    proc = subprocess.Popen([sys.executable, "-c", code, video_dir, out])
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status:
-        raise RuntimeError("build failed")
-    return usage.ru_maxrss * 1024
+    """Peak RSS (bytes) of a build in a fresh process. Measured inside it: on Linux a child's
+    ru_maxrss starts from its parent's RSS at fork, so after the speed runs it would report this
+    process's memory instead."""
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS, video_dir, out, *BUILD_ONLY],
+                            check=True, capture_output=True, text=True)
+    return int(result.stdout.split()[-1])
 
 
 def memory(tmp: str, long_minutes: float) -> None:
