@@ -4,8 +4,9 @@
     keyframes, clips) → [annotate (LLM)] → [tasks] → plan → write tables and shards → manifest
 
 Where several workers share the work, Reshuffles between the heavy stages break fusion, so
-decoding, CLIP and LLM calls can scale (and, on Dataflow, run on different workers). A video whose staged result matches the
-current config is not processed again, so a killed build resumes where it stopped.
+decoding, CLIP and LLM calls can scale (and, on Dataflow, run on different workers). A video
+whose staged result matches the current config is not processed again, so a killed build
+resumes where it stopped.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Keyframes from the single decode pass.
 
 While frames stream by, the sharpest usable frame of each short time slot
-(`keyframes.candidates_per_s`) is kept as a candidate: its full-resolution picture is JPEG-encoded at keyframe size into a spool file, so
-memory stays flat whatever the video's length. After scenes are final, `select_uniform` picks
-k candidates spread over each scene, skipping black and blurred frames.
+(`keyframes.candidates_per_s`) is kept as a candidate: its full-resolution picture is
+JPEG-encoded at keyframe size into a spool file, so memory stays flat whatever the video's
+length. After scenes are final, `select_uniform` picks k candidates spread over each scene,
+skipping black and blurred frames.
 """
 
 from __future__ import annotations
