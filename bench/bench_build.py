@@ -178,7 +178,7 @@ def main() -> None:
         if not args.skip_speed:
             real = os.environ.get("VIDCORPUS_REALVIDEOS")
             if real:
-                print(f"speed on real videos from VIDCORPUS_REALVIDEOS")
+                print("speed on real videos from VIDCORPUS_REALVIDEOS")
                 inputs = real
             else:
                 print("speed on generated videos (set VIDCORPUS_REALVIDEOS for real ones)")
