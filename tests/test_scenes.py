@@ -4,10 +4,12 @@ import tempfile
 
 import numpy as np
 import pytest
+from scenedetect.common import FrameTimecode
+from scenedetect.detectors import AdaptiveDetector, ContentDetector
 
 from vidcorpus.config import load_config
 from vidcorpus.media.probe import open_container, probe
-from vidcorpus.media.scenes import plan_scenes
+from vidcorpus.media.scenes import FastAdaptiveDetector, FastContentDetector, plan_scenes
 from vidcorpus.media.synth import Scene, write_video
 from vidcorpus.pipelines.scan import decode_pass
 from vidcorpus.scoring.keyframes import CandidateSpool
@@ -66,3 +68,26 @@ def test_short_scenes_merge_and_long_scenes_split():
     split = plan_scenes([], times, 10.0, min_scene_s=0.5, max_scene_s=3.0)
     assert split == [(0, 25), (25, 50), (50, 75), (75, 100)]
     assert all((b - a) / 10.0 <= 3.0 for a, b in split)
+
+
+@pytest.mark.parametrize("library, ours, kwargs", [
+    (ContentDetector, FastContentDetector, {}),
+    (ContentDetector, FastContentDetector, {"weights": ContentDetector.Components(1.0, 0.5, 1.0, 0.25)}),
+    (AdaptiveDetector, FastAdaptiveDetector, {}),
+])
+def test_fast_detectors_score_and_cut_exactly_as_the_library(library, ours, kwargs):
+    """Our detectors only sum differences faster: every frame score and every cut must match."""
+    rng = np.random.default_rng(3)
+    scenes = [rng.integers(0, 256, (90, 160, 3), np.uint8) for _ in range(4)]
+    frames = [np.clip(scenes[i // 20].astype(int) + rng.integers(-8, 8, (90, 160, 3)), 0, 255).astype(np.uint8)
+              for i in range(80)]
+    reference, fast = library(min_scene_len=5, **kwargs), ours(min_scene_len=5, **kwargs)
+    cuts: dict = {reference: [], fast: []}
+    for i, frame in enumerate(frames):
+        for detector in (reference, fast):
+            cuts[detector] += [tc.frame_num for tc in detector.process_frame(FrameTimecode(i, 25.0), frame)]
+        assert fast._frame_score == reference._frame_score
+    for detector in (reference, fast):
+        cuts[detector] += [tc.frame_num for tc in detector.post_process(FrameTimecode(len(frames) - 1, 25.0))]
+    assert cuts[fast] == cuts[reference]
+    assert len(cuts[reference]) == 3

@@ -6,16 +6,47 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import cv2
 import numpy as np
 from scenedetect.common import FrameTimecode
 from scenedetect.detectors import (AdaptiveDetector, ContentDetector, HashDetector, HistogramDetector,
                                    ThresholdDetector)
 
 from vidcorpus.config import ScenesConfig
+from vidcorpus.scoring.framestats import mean_abs_difference
+
+
+class OpenCVFrameScore:
+    """For ContentDetector and its subclass AdaptiveDetector: the library's own frame score,
+    with each mean absolute difference summed by OpenCV (exact integer sums, so the same score)
+    rather than through NumPy int32 copies, which cost half the detector's time per
+    working-size frame. A test holds scores and cuts to the library's."""
+
+    def _calculate_frame_score(self, timecode: FrameTimecode, frame_img: np.ndarray) -> float:
+        if self.stats_manager is not None:  # the library's path records every component
+            return super()._calculate_frame_score(timecode, frame_img)
+        hue, sat, lum = cv2.split(cv2.cvtColor(frame_img, cv2.COLOR_BGR2HSV))
+        edges = self._detect_edges(lum) if self._weights.delta_edges > 0.0 else None
+        last, self._last_frame = self._last_frame, ContentDetector._FrameData(hue, sat, lum, edges)
+        if last is None:
+            return 0.0
+        deltas = (mean_abs_difference(hue, last.hue), mean_abs_difference(sat, last.sat),
+                  mean_abs_difference(lum, last.lum),
+                  0.0 if edges is None or last.edges is None else mean_abs_difference(edges, last.edges))
+        return sum(d * w for d, w in zip(deltas, self._weights, strict=True)) / sum(abs(w) for w in self._weights)
+
+
+class FastContentDetector(OpenCVFrameScore, ContentDetector):
+    pass
+
+
+class FastAdaptiveDetector(OpenCVFrameScore, AdaptiveDetector):
+    pass
+
 
 DETECTORS = {
-    "content": ContentDetector,
-    "adaptive": AdaptiveDetector,
+    "content": FastContentDetector,
+    "adaptive": FastAdaptiveDetector,
     "threshold": ThresholdDetector,
     "hash": HashDetector,
     "histogram": HistogramDetector,

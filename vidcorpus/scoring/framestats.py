@@ -24,9 +24,14 @@ class FrameStatistics:
     def __call__(self, gray: np.ndarray) -> FrameStats:
         brightness = cv2.mean(gray)[0]
         same = self._prev is not None and self._prev.shape == gray.shape
-        motion = cv2.norm(gray, self._prev, cv2.NORM_L1) / gray.size if same else 0.0
+        motion = mean_abs_difference(gray, self._prev) if same else 0.0
         self._prev = gray
         return FrameStats(brightness, laplacian_variance(gray), motion)
+
+
+def mean_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean |a - b| of two same-shaped 8-bit images (OpenCV's L1 norm: an exact integer sum)."""
+    return cv2.norm(a, b, cv2.NORM_L1) / a.size
 
 
 def laplacian_variance(gray: np.ndarray) -> float:
