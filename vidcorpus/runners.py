@@ -374,9 +374,11 @@ class StageRates:
 
     source_fps: float = 30.0
     """Frames per second of the source videos; every frame is decoded once."""
-    decode_frames_per_s_per_vcpu: float = 400.0
-    """Measured: the build benchmark decodes and analyses ~800 frames/s on 2 vCPUs (small real
-    videos, mostly 720p and below). Decode cost grows with pixels: lower it for 1080p and up."""
+    decode_frames_per_s_per_vcpu: float = 225.0
+    """Measured: the build benchmark (41 real videos, mostly 720p and below, on 2 vCPUs) runs at
+    ~450 frames/s with the default clip MP4s (stream copy, re-encoding clips whose cut is not on
+    a key frame) and ~1,090 frames/s with `clips.mode: off`. Decoding cost grows with pixels and
+    re-encoding with the share of clips cut off key frames: measure on your own sources."""
     clip_frames_per_video_s: float = 2.0
     """Frames embedded per second of video: every keyframe candidate (`keyframes.candidates_per_s`)."""
     clip_images_per_s_per_gpu: float = 1000.0
