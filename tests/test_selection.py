@@ -2,10 +2,13 @@
 whose right answer is known by construction."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from vidcorpus.config import load_config
+from vidcorpus.pipelines.segment import clip_spans
 from vidcorpus.scoring.clip_config import ClipConfig
 from vidcorpus.scoring.duplicates import clip_embedding, duplicate_group_ids, duplicate_groups
 from vidcorpus.scoring.selection import (
@@ -17,7 +20,6 @@ from vidcorpus.scoring.stitching import (
     frames_in_span,
     is_transition,
     plan_scenes,
-    plan_scenes_with_config,
     stitch_scenes,
     summarize_scene,
 )
@@ -171,15 +173,16 @@ def test_without_transition_check_the_fade_would_chain_three_scenes():
     assert [s.source_scenes for s in planned] == [(0, 1), (2, 3, 4)]
 
 
-def test_long_scenes_are_split_into_equal_parts_keeping_their_sources():
+def test_stitched_events_are_split_on_frames_as_without_clip():
     bounds, timestamps, embeddings = five_scene_video()
-    planned = plan_scenes_with_config(bounds, timestamps, embeddings, ClipConfig(), max_scene_s=3.0)
-    first_event = [s for s in planned if s.source_scenes == (0, 1)]
-    assert len(first_event) == 3
-    assert [s.duration_s for s in first_event] == pytest.approx([8 / 3] * 3)
-    assert first_event[0].start_s == 0.0 and first_event[-1].end_s == 8.0
-    assert all(s.duration_s <= 3.0 for s in planned)
-    assert [s.num_frames for s in first_event] == [3, 3, 2]
+    scan = SimpleNamespace(cuts=[int(start * 10) for start, _ in bounds[1:]], times=np.arange(200) / 10.0,
+                           end_time=20.0)   # a 10 fps source; its candidates are the 1 fps samples
+    scanned = SimpleNamespace(scan=scan, candidates=[SimpleNamespace(t=t) for t in timestamps])
+    cfg = load_config(None, ["scenes.max_scene_s=3"])
+    spans = clip_spans(scanned, cfg, SimpleNamespace(matrix=embeddings))
+    assert spans[:3] == [(0, 27, False), (27, 54, False), (54, 80, False)]   # the stitched 0-8 s event
+    assert all(b - a <= 30 for a, b, _ in spans) and spans[-1][1] == 200
+    assert all(a == prev_end for (a, _, _), (_, prev_end, _) in zip(spans[1:], spans))
 
 
 def test_stitched_mean_embedding_is_exact_mean_of_all_frames():

@@ -92,9 +92,7 @@ def plan_scenes(cuts: Sequence[int], times: Sequence[float], end_time: float,
     bounds = sorted({c for c in cuts if 0 < c < n})
     scenes = list(zip([0, *bounds], [*bounds, n]))
     scenes = _merge_short(scenes, times, end_time, min_scene_s)
-    if max_scene_s:
-        scenes = [part for scene in scenes for part in _split_long(scene, times, end_time, max_scene_s)]
-    return scenes
+    return [part for scene in scenes for part in split_long(scene, times, end_time, max_scene_s)]
 
 
 def _span(scene: tuple[int, int], times: Sequence[float], end_time: float) -> float:
@@ -115,8 +113,11 @@ def _merge_short(scenes: list[tuple[int, int]], times, end_time, min_s: float) -
     return merged
 
 
-def _split_long(scene: tuple[int, int], times, end_time, max_s: float) -> list[tuple[int, int]]:
-    """Equal parts (in seconds) no longer than `max_s`, cut at the frame nearest each boundary."""
+def split_long(scene: tuple[int, int], times, end_time, max_s: float | None) -> list[tuple[int, int]]:
+    """Equal parts (in seconds) no longer than `max_s` (no limit when None), each cut at the
+    first frame at or after its boundary."""
+    if not max_s:
+        return [scene]
     span = _span(scene, times, end_time)
     parts = math.ceil(span / max_s - 1e-9)
     if parts <= 1:

@@ -17,7 +17,7 @@ import numpy as np
 from vidcorpus import ids, storage
 from vidcorpus.config import BuildConfig
 from vidcorpus.media.clips import can_copy, copy_clip, reencode_clip
-from vidcorpus.media.scenes import plan_scenes
+from vidcorpus.media.scenes import plan_scenes, split_long
 from vidcorpus.pipelines.scan import Scanned, open_source, staging_dir
 from vidcorpus.schemas import RecordError, check_record
 from vidcorpus.schemas.records import failure_row, video_result
@@ -83,8 +83,8 @@ def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings:
 
 def clip_spans(scanned: Scanned, cfg: BuildConfig, embeddings: Embeddings | None) -> list[tuple[int, int, bool]]:
     """[start_frame, end_frame) of each clip and whether it is a transition. With CLIP, detector
-    scenes are stitched (one event over-split into shots), transitions marked or dropped, and
-    long scenes split, on the candidates' embeddings."""
+    scenes are stitched (one event over-split into shots) and transitions marked or dropped, on
+    the candidates' embeddings. Either way, scenes over `scenes.max_scene_s` are then split."""
     scan = scanned.scan
     if embeddings is None:
         scenes = plan_scenes(scan.cuts, scan.times, scan.end_time, cfg.scenes.min_scene_s, cfg.scenes.max_scene_s)
@@ -94,12 +94,12 @@ def clip_spans(scanned: Scanned, cfg: BuildConfig, embeddings: Embeddings | None
     scenes = plan_scenes(scan.cuts, scan.times, scan.end_time, cfg.scenes.min_scene_s, None)
     bounds = [(_time(scan, a), _time(scan, b)) for a, b in scenes]
     times = np.array([c.t for c in scanned.candidates])
-    planned = plan_scenes_with_config(bounds, times, embeddings.matrix, cfg.clip, cfg.scenes.max_scene_s)
     spans = []
-    for s in planned:
+    for s in plan_scenes_with_config(bounds, times, embeddings.matrix, cfg.clip):
         a, b = _frame_at(scan, s.start_s), _frame_at(scan, s.end_s)
         if b > a:
-            spans.append((a, b, bool(s.is_transition)))
+            parts = split_long((a, b), scan.times, scan.end_time, cfg.scenes.max_scene_s)
+            spans += [(start, end, bool(s.is_transition)) for start, end in parts]
     return spans
 
 

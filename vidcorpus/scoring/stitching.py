@@ -1,4 +1,4 @@
-"""Scene clean-up in CLIP space, Panda-70M style: transitions, stitching, long-scene splits.
+"""Scene clean-up in CLIP space, Panda-70M style: transitions and stitching.
 
 Shot detectors cut on pixel change, so one event filmed in several shots comes out as several
 scenes, and fades or wipes come out as short scenes whose two ends show different things.
@@ -6,8 +6,10 @@ These pure functions fix both using the embeddings of the frames sampled during 
 
 1. transitions: a scene whose first and last frames are far apart in CLIP space is marked
    (or dropped) and never stitched, so it cannot glue two unrelated shots together;
-2. stitching: adjacent scenes whose facing boundary frames are close are merged;
-3. splitting: scenes longer than a maximum are cut into equal parts.
+2. stitching: adjacent scenes whose facing boundary frames are close are merged.
+
+Scenes longer than `scenes.max_scene_s` are split afterwards, on frames, by the same
+`media.scenes.split_long` that serves builds without CLIP.
 
 All inputs are per video: scene bounds in seconds plus `timestamps` (N,) and unit
 `embeddings` (N, D) of the sampled frames, in any order.
@@ -15,7 +17,6 @@ All inputs are per video: scene bounds in seconds plus `timestamps` (N,) and uni
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Optional
@@ -161,29 +162,6 @@ def stitch_scenes(
     return stitched
 
 
-def split_long_scene(
-    scene: SceneSummary,
-    max_duration_s: float,
-    timestamps: np.ndarray,
-    embeddings: np.ndarray,
-    boundary_margin: float = DEFAULT_BOUNDARY_MARGIN,
-) -> list[SceneSummary]:
-    """Equal parts no longer than max_duration_s, each re-summarised from its own frames."""
-    if max_duration_s <= 0:
-        raise ValueError(f"max_duration_s must be positive, got {max_duration_s}")
-    parts = max(1, math.ceil(scene.duration_s / max_duration_s - 1e-9))
-    if parts == 1:
-        return [scene]
-    edges = np.linspace(scene.start_s, scene.end_s, parts + 1)
-    return [
-        replace(
-            summarize_scene(float(a), float(b), timestamps, embeddings, scene.source_scenes, boundary_margin),
-            is_transition=scene.is_transition,
-        )
-        for a, b in zip(edges[:-1], edges[1:])
-    ]
-
-
 def plan_scenes(
     scene_bounds: Sequence[tuple[float, float]],
     timestamps: np.ndarray,
@@ -192,10 +170,9 @@ def plan_scenes(
     stitch_threshold: float,
     transition_threshold: float,
     transition_action: TransitionAction = "mark",
-    max_scene_s: Optional[float] = None,
     boundary_margin: float = DEFAULT_BOUNDARY_MARGIN,
 ) -> list[SceneSummary]:
-    """Detector scenes in, clip spans out: transitions, then stitching, then long splits.
+    """Detector scenes in, clip spans out: transitions, then stitching.
 
     Returns the spans in time order; each records the detector scenes it came from and
     whether it is a transition (only present with transition_action='mark').
@@ -208,14 +185,7 @@ def plan_scenes(
         summaries.append(replace(summary, is_transition=is_transition(summary, transition_threshold)))
     if transition_action == "drop":
         summaries = [summary for summary in summaries if not summary.is_transition]
-    stitched = stitch_scenes(summaries, stitch_threshold)
-    if max_scene_s is None:
-        return stitched
-    return [
-        part
-        for scene in stitched
-        for part in split_long_scene(scene, max_scene_s, timestamps, embeddings, boundary_margin)
-    ]
+    return stitch_scenes(summaries, stitch_threshold)
 
 
 def plan_scenes_with_config(
@@ -223,10 +193,8 @@ def plan_scenes_with_config(
     timestamps: np.ndarray,
     embeddings: np.ndarray,
     config: ClipConfig,
-    max_scene_s: Optional[float] = None,
 ) -> list[SceneSummary]:
-    """`plan_scenes` with the thresholds of the `clip:` config section (the length limit is
-    the build's `scenes.max_scene_s`)."""
+    """`plan_scenes` with the thresholds of the `clip:` config section."""
     return plan_scenes(
         scene_bounds,
         timestamps,
@@ -234,5 +202,4 @@ def plan_scenes_with_config(
         stitch_threshold=config.stitch_threshold,
         transition_threshold=config.transition_threshold,
         transition_action=config.transition_action,
-        max_scene_s=max_scene_s,
     )
