@@ -1,6 +1,7 @@
 """A build killed with SIGKILL part-way and started again with the same command finishes
 without redoing finished videos and ends byte-identical to an uninterrupted build."""
 
+import json
 import os
 import signal
 import subprocess
@@ -8,9 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, TINY, tree_digest
+from vidcorpus.cli import main
 from vidcorpus.media.synth import Scene, write_video
 from vidcorpus.pipelines.build import ReleaseExists, build
 from vidcorpus.config import load_config
@@ -77,3 +80,27 @@ def test_new_version_reuses_earlier_results(inputs, tmp_path):
     assert summary.counts["videos"] == 6 and len(staged_results(tmp_path)) == 6
     with pytest.raises(ValueError, match="semantic"):
         build(str(inputs), str(tmp_path), cfg, name="corpus", version="2")
+
+
+def test_staged_failures_are_final_unless_retried(inputs, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.mp4").write_bytes((inputs / "v0.mp4").read_bytes())
+    data = (inputs / "v1.mp4").read_bytes()
+    (folder / "cut.mp4").write_bytes(data[: len(data) // 2])   # truncated: a failure row
+    args = ["build", "--input", str(folder), "--output", str(tmp_path), "--name", "corpus", "--config", str(TINY)]
+    assert main([*args, "--version", "1.0.0"]) == 0
+
+    def stamps() -> dict[bool, int]:
+        """Staged result mtime, keyed by whether the video produced anything."""
+        return {bool(json.loads(p.read_text())["video"]): p.stat().st_mtime_ns for p in staged_results(tmp_path)}
+
+    first = stamps()
+    assert set(first) == {True, False}
+    assert main([*args, "--version", "1.0.1"]) == 0
+    assert stamps() == first                                      # the failure was reused
+    assert main([*args, "--version", "1.0.2", "--retry-failed"]) == 0
+    retried = stamps()
+    assert retried[True] == first[True] and retried[False] != first[False]
+    failures = pq.read_table(tmp_path / "corpus" / "1.0.2" / "failures").to_pylist()
+    assert [(Path(f["uri"]).name, f["stage"]) for f in failures] == [("cut.mp4", "probe")]

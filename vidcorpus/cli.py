@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="release directory, or the root of named versions with --name/--version")
     build.add_argument("--name", help="dataset name: the release goes to <output>/<name>/<version>")
     build.add_argument("--version", help="semantic version of this release, e.g. 1.0.0")
+    build.add_argument("--retry-failed", action="store_true",
+                       help="process again the videos an earlier run of this config staged as failures")
     _config_args(build)
 
     demo = commands.add_parser("demo", help="generate sample videos and build a demo corpus from them")
@@ -69,7 +71,7 @@ def _build(args) -> int:
 
     try:
         summary = build(args.input, args.output, load_config(args.config, args.set), name=args.name,
-                        version=args.version)
+                        version=args.version, retry_failed=args.retry_failed)
     except (ConfigError, FileNotFoundError, ValueError, ReleaseExists) as exc:
         return _fail(str(exc))
     _print_summary(summary)

@@ -62,17 +62,21 @@ class BuildSummary:
 
 
 class Scan(beam.DoFn):
-    """Input → Scanned, or the staged result of an earlier run (resume), or a failure result."""
+    """Input → Scanned, or the staged result of an earlier run (resume), or a failure result.
 
-    def __init__(self, cfg: BuildConfig, work_dir: str):
-        self.cfg, self.work_dir = cfg, work_dir
+    A staged failure (a video that produced nothing) is final for its config unless
+    `retry_failed`: then the video is processed again, for failures that may not recur (a
+    storage read error)."""
+
+    def __init__(self, cfg: BuildConfig, work_dir: str, retry_failed: bool = False):
+        self.cfg, self.work_dir, self.retry_failed = cfg, work_dir, retry_failed
         self.fingerprint = result_fingerprint(cfg)
         self.scanned = Metrics.counter("vidcorpus", "videos_scanned")
         self.resumed = Metrics.counter("vidcorpus", "videos_resumed")
 
     def process(self, item: Input):
         staged = load_staged_result(self.work_dir, item.video_id, self.fingerprint)
-        if staged is not None:
+        if staged is not None and (staged["video"] or not self.retry_failed):
             self.resumed.inc()
             yield beam.pvalue.TaggedOutput("done", staged)
             return
@@ -183,7 +187,7 @@ def release_paths(output: str, name: str | None, version: str | None) -> tuple[s
 
 
 def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptions | None = None,
-          name: str | None = None, version: str | None = None) -> BuildSummary:
+          name: str | None = None, version: str | None = None, retry_failed: bool = False) -> BuildSummary:
     cfg = for_runner(cfg)
     release, work_dir = release_paths(output, name, version)
     if name is not None and storage.exists(storage.join(release, MANIFEST)):
@@ -197,7 +201,7 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
     clear_release(release)
     with Progress(work_dir, total=len(uris), enabled=cfg.runner.progress):
         pipeline = beam.Pipeline(options=options or pipeline_options(cfg))
-        compose(pipeline, uris, release, work_dir, cfg, stages_off, {"name": name, "version": version})
+        compose(pipeline, uris, release, work_dir, cfg, stages_off, {"name": name, "version": version}, retry_failed)
         pipeline.run().wait_until_finish()
     from vidcorpus.publish.card import write_card
     from vidcorpus.report import write_report
@@ -211,7 +215,7 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
 
 
 def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: BuildConfig,
-            stages_off: dict[str, str], release: dict[str, Any] | None = None) -> None:
+            stages_off: dict[str, str], release: dict[str, Any] | None = None, retry_failed: bool = False) -> None:
     identified = (p | "Inputs" >> beam.Create(uris)
                   | "SpreadInputs" >> fusion_break(cfg)
                   | "Identify" >> beam.ParDo(Identify(cfg)).with_outputs("failed", main="ok"))
@@ -220,7 +224,7 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
               | "Dedupe" >> beam.FlatMap(pick_one).with_outputs("failed", main="ok"))
     scanned = (unique.ok
                | "SpreadVideos" >> fusion_break(cfg)
-               | "Scan" >> beam.ParDo(Scan(cfg, work_dir)).with_outputs("done", main="scanned"))
+               | "Scan" >> beam.ParDo(Scan(cfg, work_dir, retry_failed)).with_outputs("done", main="scanned"))
     text = text_embeddings(cfg)
     to_segment = scanned.scanned
     if "clip" not in stages_off:
