@@ -2,15 +2,17 @@
 
 Stream copy needs both cut points on key frames, an upright picture (copied streams lose
 display-matrix rotation) and a codec MP4 can carry; it touches no pixels. Re-encoding reads the
-full-resolution frames of that span again (the only second read of pixels), writes them
-upright at display aspect with libx264. Both write bit-exact MP4s (no muxer/encoder version
+full-resolution frames of a video's re-encoded clips again (the only second read of pixels), in
+one forward reading per video, and writes them upright at display aspect with libx264. Both write bit-exact MP4s (no muxer/encoder version
 strings, fixed encoder threads), so the same input gives the same bytes. Clips hold video only.
 """
 
 from __future__ import annotations
 
 import io
+from bisect import bisect_right
 from fractions import Fraction
+from typing import Iterator, Sequence
 
 import av
 
@@ -48,27 +50,78 @@ def copy_clip(source, start_pts: int, end_pts: int | None) -> bytes:
     return buf.getvalue()
 
 
-def reencode_clip(source, geometry: Geometry, origin_pts: int, start_s: float, end_s: float,
-                  fps: float, cfg: ClipsConfig) -> bytes:
-    """Decode [start_s, end_s) again at full resolution and encode it upright with libx264."""
+def reencode_clips(source, geometry: Geometry, origin_pts: int, spans: Sequence[tuple[float, float]],
+                   key_times: Sequence[float], fps: float, cfg: ClipsConfig) -> Iterator[bytes]:
+    """Decode the spans [start_s, end_s) (disjoint, in time order) again at full resolution and
+    encode each upright with libx264, yielding one MP4 per span.
+
+    One reading of the source serves them all: it seeks only where the key frame at or before the
+    next span's start (`key_times`, seconds, ascending) lies beyond the frames already read, so
+    adjacent clips are decoded once instead of each from its own preceding key frame.
+    """
     size = geometry.scaled(short=cfg.max_short_side)
+    with av.open(source, metadata_errors="ignore") as src:
+        frames = SourceFrames(src, origin_pts)
+        for start_s, end_s in spans:
+            if not frames.reached(_key_at_or_before(key_times, start_s)):
+                frames.seek(start_s)
+            yield _encode(frames.between(start_s, end_s), geometry, size, fps, start_s, cfg)
+
+
+def _key_at_or_before(key_times: Sequence[float], t: float) -> float:
+    i = bisect_right(key_times, t + 1e-6)
+    return key_times[i - 1] if i else float("-inf")
+
+
+class SourceFrames:
+    """A source's full-resolution frames with their time from the first frame, read forward and
+    held one frame ahead, so a span that starts where the last one ended reads on."""
+
+    def __init__(self, src, origin_pts: int):
+        self.src, self.stream, self.origin_pts = src, src.streams.video[0], origin_pts
+        self.stream.thread_type = "AUTO"
+        self._frames: Iterator | None = None
+        self._held: tuple[float, av.VideoFrame] | None = None
+        self._last_t = float("-inf")
+
+    def reached(self, t: float) -> bool:
+        """Whether the frames read so far reach time `t`: from a key frame at `t`, reading on
+        decodes no more than a seek back to that key frame would."""
+        return self._frames is not None and self._last_t >= t - 1e-6
+
+    def seek(self, t: float) -> None:
+        """Read on from the key frame at or before `t`."""
+        tb = self.stream.time_base
+        self.src.seek(self.origin_pts + int(t / tb), stream=self.stream, backward=True, any_frame=False)
+        self._frames, self._held, self._last_t = self._decoded(), None, float("-inf")
+
+    def between(self, start_s: float, end_s: float) -> Iterator[tuple[float, av.VideoFrame]]:
+        """(t, frame) for start_s <= t < end_s; the first frame at or past end_s is held back."""
+        while True:
+            item, self._held = self._held or next(self._frames, None), None
+            if item is None:
+                return
+            if item[0] >= end_s - 1e-6:
+                self._held = item
+                return
+            if item[0] >= start_s - 1e-6:
+                yield item
+
+    def _decoded(self) -> Iterator[tuple[float, av.VideoFrame]]:
+        tb = self.stream.time_base
+        for frame in self.src.decode(self.stream):
+            if frame.pts is not None:
+                self._last_t = float((frame.pts - self.origin_pts) * tb)
+                yield self._last_t, frame
+
+
+def _encode(frames: Iterator[tuple[float, av.VideoFrame]], geometry: Geometry, size: tuple[int, int],
+            fps: float, start_s: float, cfg: ClipsConfig) -> bytes:
     buf = io.BytesIO()
-    with av.open(source, metadata_errors="ignore") as src, \
-            av.open(buf, "w", format="mp4", container_options=BITEXACT) as dst:
-        stream = src.streams.video[0]
-        stream.thread_type = "AUTO"
+    with av.open(buf, "w", format="mp4", container_options=BITEXACT) as dst:
         out = _x264_stream(dst, geometry, size, fps, cfg)
-        tb = stream.time_base
-        src.seek(origin_pts + int(start_s / tb), stream=stream, backward=True, any_frame=False)
         last = -1
-        for frame in src.decode(stream):
-            if frame.pts is None:
-                continue
-            t = float((frame.pts - origin_pts) * tb)
-            if t < start_s - 1e-6:
-                continue
-            if t >= end_s - 1e-6:
-                break
+        for t, frame in frames:
             pts = round((t - start_s) / ENCODE_TIME_BASE)
             if pts <= last:
                 continue

@@ -10,13 +10,13 @@ import json
 import logging
 from bisect import bisect_left
 from itertools import islice
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from vidcorpus import ids, storage
 from vidcorpus.config import BuildConfig
-from vidcorpus.media.clips import can_copy, copy_clip, reencode_clip
+from vidcorpus.media.clips import can_copy, copy_clip, reencode_clips
 from vidcorpus.media.scenes import plan_scenes, split_long
 from vidcorpus.pipelines.scan import Scanned, open_source, staging_dir
 from vidcorpus.schemas import RecordError, check_record
@@ -68,9 +68,10 @@ def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings:
             _mark_duplicates(clips, cfg.clip.duplicate_threshold)
         stage = "clips"
         if cfg.clips.mode != "off":
-            for clip in clips:
-                name, size = _stage_clip(out_dir, clip, scanned, cfg)
-                files[clip["clip_id"]].update(mp4=name, bytes=files[clip["clip_id"]]["bytes"] + size)
+            for clip, data in zip(clips, clip_mp4s(clips, scanned, cfg)):
+                name = f"{clip['clip_id']}.mp4"
+                storage.write_bytes(storage.join(out_dir, name), data)
+                files[clip["clip_id"]].update(mp4=name, bytes=files[clip["clip_id"]]["bytes"] + len(data))
         stage = "validate"
         outcome = video_result(video, clips, files, tables={"frames": frames})
         _validate(outcome, item.uri)
@@ -246,22 +247,26 @@ def _stage_keyframes(out_dir: str, clip_id: str, jpegs: list[bytes]) -> list[str
     return names
 
 
-def _stage_clip(out_dir: str, clip: dict[str, Any], scanned: Scanned, cfg: BuildConfig) -> tuple[str, int]:
+def clip_mp4s(clips: list[dict[str, Any]], scanned: Scanned, cfg: BuildConfig) -> Iterator[bytes]:
+    """Each clip's MP4, in order: a stream copy where the cut allows it (`clips.mode: copy`),
+    else from one re-encoding pass over the video. Sets each clip's `clip_mode`."""
     scan, header = scanned.scan, scanned.header
-    start, end = clip["start_frame"], clip["end_frame"]
     n = len(scan.times)
-    source = open_source(scanned.item.uri)
-    copy = cfg.clips.mode == "copy" and can_copy(header["video_codec"], scan.geometry,
-                                                 bool(scan.keys[start]), end >= n or bool(scan.keys[end]))
-    if copy:
-        data = copy_clip(source, int(scan.pts[start]), int(scan.pts[end]) if end < n else None)
-    else:
-        data = reencode_clip(source, scan.geometry, scan.origin_pts, clip["start_s"], clip["end_s"],
-                             n / scan.end_time, cfg.clips)
-    clip["clip_mode"] = "copy" if copy else "reencode"
-    name = f"{clip['clip_id']}.mp4"
-    storage.write_bytes(storage.join(out_dir, name), data)
-    return name, len(data)
+    for clip in clips:
+        start, end = clip["start_frame"], clip["end_frame"]
+        copy = cfg.clips.mode == "copy" and can_copy(header["video_codec"], scan.geometry,
+                                                     bool(scan.keys[start]), end >= n or bool(scan.keys[end]))
+        clip["clip_mode"] = "copy" if copy else "reencode"
+    spans = [(c["start_s"], c["end_s"]) for c in clips if c["clip_mode"] == "reencode"]
+    reencoded = reencode_clips(open_source(scanned.item.uri), scan.geometry, scan.origin_pts, spans,
+                               scan.times[scan.keys], n / scan.end_time, cfg.clips) if spans else iter(())
+    for clip in clips:
+        if clip["clip_mode"] == "reencode":
+            yield next(reencoded)
+        else:
+            end = clip["end_frame"]
+            yield copy_clip(open_source(scanned.item.uri), int(scan.pts[clip["start_frame"]]),
+                            int(scan.pts[end]) if end < n else None)
 
 
 def _validate(outcome: dict[str, Any], uri: str) -> None:
