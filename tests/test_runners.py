@@ -194,14 +194,14 @@ def test_cost_per_1000_video_hours_follows_the_stage_formulas():
     assert est.llm_requests == pytest.approx(600_000)
     assert est.llm_usd == pytest.approx(600_000 * (500 * 0.2 + 100 * 1.0) / 1e6)
     assert est.total_usd == pytest.approx(est.decode_usd + est.clip_usd + est.llm_usd)
-    faster = cost_per_1000_video_hours(StageRates(decode_frames_per_s_per_vcpu=450), Prices())
+    faster = cost_per_1000_video_hours(StageRates(decode_frames_per_s_per_vcpu=480), Prices())
     assert faster.decode_usd == pytest.approx(cost_per_1000_video_hours().decode_usd / 2)
 
 
 def test_stage_throughput_names_the_bottleneck():
     rates = StageRates()
     t = stage_throughput(rates, cpu_vcpus=80, gpus=1, llm_requests_per_s=40)
-    assert t.decode == pytest.approx(80 * 225 / 30)
+    assert t.decode == pytest.approx(80 * 240 / 30)
     assert t.clip == pytest.approx(1000.0 / 2)  # 2 candidates embedded per second of video
     assert t.llm == pytest.approx(40 * 3600 / 750)
     assert t.bottleneck == "llm" and t.video_hours_per_hour == pytest.approx(t.llm)

@@ -374,10 +374,10 @@ class StageRates:
 
     source_fps: float = 30.0
     """Frames per second of the source videos; every frame is decoded once."""
-    decode_frames_per_s_per_vcpu: float = 225.0
+    decode_frames_per_s_per_vcpu: float = 240.0
     """Measured: the build benchmark (41 real videos, mostly 720p and below, on 2 vCPUs) runs at
-    ~450 frames/s with the default clip MP4s (stream copy, re-encoding clips whose cut is not on
-    a key frame) and ~1,090 frames/s with `clips.mode: off`. Decoding cost grows with pixels and
+    ~480 frames/s with the default clip MP4s (stream copy, re-encoding clips whose cut is not on
+    a key frame) and ~1,030 frames/s with `clips.mode: off`. Decoding cost grows with pixels and
     re-encoding with the share of clips cut off key frames: measure on your own sources."""
     clip_frames_per_video_s: float = 2.0
     """Frames embedded per second of video: every keyframe candidate (`keyframes.candidates_per_s`)."""
