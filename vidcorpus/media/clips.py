@@ -3,8 +3,9 @@
 Stream copy needs both cut points on key frames, an upright picture (copied streams lose
 display-matrix rotation) and a codec MP4 can carry; it touches no pixels. Re-encoding reads the
 full-resolution frames of a video's re-encoded clips again (the only second read of pixels), in
-one forward reading per video, and writes them upright at display aspect with libx264. Both write bit-exact MP4s (no muxer/encoder version
-strings, fixed encoder threads), so the same input gives the same bytes. Clips hold video only.
+one forward reading per video, and writes them upright at display aspect with libx264. Both
+write bit-exact MP4s (no muxer/encoder version strings, fixed encoder threads), so the same
+input gives the same bytes. Clips hold video only.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ class SourceFrames:
     def between(self, start_s: float, end_s: float) -> Iterator[tuple[float, av.VideoFrame]]:
         """(t, frame) for start_s <= t < end_s; the first frame at or past end_s is held back."""
         while True:
-            item, self._held = self._held or next(self._frames, None), None
+            item = self._held if self._held is not None else next(self._frames, None)
+            self._held = None
             if item is None:
                 return
             if item[0] >= end_s - 1e-6:

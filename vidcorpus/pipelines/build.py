@@ -201,7 +201,8 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
     clear_release(release)
     with Progress(work_dir, total=len(uris), enabled=cfg.runner.progress):
         pipeline = beam.Pipeline(options=options or pipeline_options(cfg))
-        compose(pipeline, uris, release, work_dir, cfg, stages_off, {"name": name, "version": version}, retry_failed)
+        compose(pipeline, uris, release, work_dir, cfg, stages_off, {"name": name, "version": version},
+                retry_failed)
         pipeline.run().wait_until_finish()
     from vidcorpus.publish.card import write_card
     from vidcorpus.report import write_report
@@ -215,7 +216,8 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
 
 
 def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: BuildConfig,
-            stages_off: dict[str, str], release: dict[str, Any] | None = None, retry_failed: bool = False) -> None:
+            stages_off: dict[str, str], release: dict[str, Any] | None = None,
+            retry_failed: bool = False) -> None:
     identified = (p | "Inputs" >> beam.Create(uris)
                   | "SpreadInputs" >> fusion_break(cfg)
                   | "Identify" >> beam.ParDo(Identify(cfg)).with_outputs("failed", main="ok"))
