@@ -1,9 +1,9 @@
 """Per-item coins for tasks.
 
-Splits are the build's own: every sample takes the split of its haystack/source video from `vidcorpus.splits.split_of`,
-the function that also splits clips; foreign needles are drawn only from videos of the same
-split. `unit_hash` gives other per-item decisions (such as the foreign-clip pool) a fixed,
-machine-independent coin.
+Splits are the build's own: every sample takes the split of its haystack/source video from
+`vidcorpus.splits.split_of`, the function that also splits clips; foreign needles are drawn only
+from videos of the same split. `unit_hash` gives other per-item decisions (such as the
+foreign-clip pool) a fixed, machine-independent coin.
 """
 
 from __future__ import annotations
