@@ -36,7 +36,6 @@ from vidcorpus.media.synth import Scene, write_video
 from vidcorpus.pipelines.build import build
 from vidcorpus.pipelines.discover import discover
 
-
 BUILD_ONLY = ["runner.progress=false", "clip.enabled=false", "llm.enabled=false", "tasks.enabled=false"]
 
 

@@ -19,14 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from llm_server import FakeLLMServer  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from llm_server import FakeLLMServer  # noqa: E402
 from vidcorpus.annotators.captions import caption_request  # noqa: E402
 from vidcorpus.annotators.client import LLMClient, LLMRequest  # noqa: E402
-from vidcorpus.annotators.config import Endpoint  # noqa: E402
 from vidcorpus.annotators.prompts import load_prompt  # noqa: E402
 from vidcorpus.annotators.verifiers import BlindAnswer  # noqa: E402
+from vidcorpus.config.llm import Endpoint  # noqa: E402
 
 LATENCY_S = 0.2
 CONCURRENCIES = (1, 4, 16, 32)

@@ -45,8 +45,9 @@ from apache_beam.portability import common_urns  # noqa: E402
 from apache_beam.portability.api import beam_runner_api_pb2  # noqa: E402
 
 from vidcorpus.config import BuildConfig, load_config  # noqa: E402
-from vidcorpus.runners import (DataflowConfig, gpu_plan_problems, pipeline_options,  # noqa: E402
-                               with_clip_accelerator, worker_accelerator)
+from vidcorpus.config.runner import DataflowConfig  # noqa: E402
+from vidcorpus.runners import gpu_plan_problems, pipeline_options, with_clip_accelerator, worker_accelerator  # noqa: E402
+from vidcorpus.release.layout import WORK_DIR  # noqa: E402
 
 DEFAULT_RECIPE = ROOT / "configs" / "dataflow-gpu.yaml"
 CHECK_JOB_NAME = "vidcorpus-graph-check"
@@ -132,7 +133,7 @@ def compose_build(p: beam.Pipeline, cfg: BuildConfig, uris: Sequence[str], outpu
     stages_off = build.skipped_stages(cfg)
     if cfg.llm.enabled and cfg.llm.caption.enabled:
         stages_off.pop("annotate", None)
-    build.compose(p, list(uris), output, storage.join(output, build.WORK_DIR), cfg, stages_off)
+    build.compose(p, list(uris), output, storage.join(output, WORK_DIR), cfg, stages_off)
     return stages_off
 
 
@@ -267,7 +268,7 @@ def expectations_for(cfg: BuildConfig, df: DataflowConfig, stages_off: dict[str,
         disk_size_gb=df.disk_size_gb,
         max_num_workers=df.max_num_workers,
         experiments=df.experiments,
-        clip_accelerator=cfg.clip.accelerator if "clip" not in stages_off else None,
+        clip_accelerator=cfg.clip_model.accelerator if "clip" not in stages_off else None,
         worker_accelerator=worker_accelerator(df) if all_gpus else None,
         clip_expected="clip" not in stages_off,
         heavy_steps=tuple(s for s in HEAVY_STEPS if not (s == "Annotate" and "annotate" in stages_off)),
@@ -359,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cfg, df = load_recipe(args.config, args.set)
     df, placeholders = with_placeholders(df)
-    cfg = cfg.model_copy(update={"clip": with_clip_accelerator(cfg.clip, df)})
+    cfg = cfg.model_copy(update={"clip_model": with_clip_accelerator(cfg.clip_model, df)})
     job, stages_off = dry_run(lambda p: compose_build(p, cfg, SAMPLE_URIS, SAMPLE_OUTPUT), df)
     summary = graph_summary(job.proto_pipeline)
     request = job_request(job)
@@ -372,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "graph.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
     expect = expectations_for(cfg, df, stages_off)
-    problems = gpu_plan_problems(cfg.clip, "dataflow", df) + check(summary, request, expect)
+    problems = gpu_plan_problems(cfg.clip_model, "dataflow", df) + check(summary, request, expect)
     hinted = {s: step_hints(summary, s) for s in summary["steps"] if step_hints(summary, s)}
     print(f"recipe {args.config}: {len(summary['steps'])} steps, {len(summary['reshuffles'])} Reshuffles, "
           f"stages off: {sorted(stages_off) or 'none'}")

@@ -7,18 +7,24 @@ import json
 from pathlib import Path
 
 import pytest
+from llm_server import FakeLLMServer, Fault, image_tokens
 from PIL import Image
 from pydantic import ValidationError
 
-from llm_server import FakeLLMServer, Fault, image_tokens
-from vidcorpus.annotators import AnnotatorConfig, VideoAnnotator, endpoint_configured, skipped_reason
+from vidcorpus.annotators import VideoAnnotator
 from vidcorpus.annotators.captions import caption_requests, jpeg_data_url, pick_keyframes
-from vidcorpus.annotators.config import resolve_endpoint
 from vidcorpus.annotators.cot import CoTStep, CoTTrace
 from vidcorpus.annotators.prompts import load_prompt, prompt_versions
 from vidcorpus.annotators.qa import EvidenceSpan, QAItem, answer_key, option_letter
 from vidcorpus.annotators.records import split_usage
-from vidcorpus.annotators.verifiers import BlindAnswer, answered_blind, check_spans, cot_matches_answer, unique_questions
+from vidcorpus.annotators.verifiers import (
+    BlindAnswer,
+    answered_blind,
+    check_spans,
+    cot_matches_answer,
+    unique_questions,
+)
+from vidcorpus.config.llm import AnnotatorConfig, endpoint_configured, resolve_endpoint, skipped_reason
 
 RECORD_FIELDS = {
     "ann_id", "kind", "video_id", "clip_id", "payload", "evidence_spans", "model", "prompt_id",

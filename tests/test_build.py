@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
+from conftest import tree_digest
 from PIL import Image
 
-from conftest import tree_digest
 from vidcorpus.pipelines import segment
 from vidcorpus.pipelines.build import build
 
@@ -149,8 +149,9 @@ def test_identical_files_keep_one_copy_and_report_the_other(videos, tiny_config,
 
 
 def test_inputs_beyond_the_probe_limits_are_rejected_as_absurd(videos, tmp_path):
-    from vidcorpus.config import load_config
     from conftest import TINY
+
+    from vidcorpus.config import load_config
     for override, words in (("probe.max_pixels=1000", "max_pixels"), ("probe.max_duration_s=1", "max_duration_s"),
                             ("probe.max_file_bytes=100", "max_file_bytes")):
         out = tmp_path / override.split("=")[0]

@@ -1,6 +1,7 @@
 """The command line as a user meets it: exit codes and messages."""
 
 from conftest import TINY
+
 from vidcorpus.cli import main
 
 

@@ -28,7 +28,7 @@ def test_adjacent_spans_read_on_and_distant_ones_seek(tmp_path, monkeypatch):
 
     spans = [(0.4, 1.2), (1.2, 1.6), (3.0, 3.4)]
     mp4s = list(clip_media.reencode_clips(path, Geometry(320, 240, 1.0, 0), 0, spans, keys, 25.0,
-                                          load_config(None, []).clips))
+                                          load_config(None, []).clip_mp4))
     # the second span starts where the first ended; the third's key frame (2.0 s) lies past 1.6 s
     assert seeks == [0.4, 3.0]
     source = decoded(path)

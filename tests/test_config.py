@@ -42,4 +42,4 @@ def test_invalid_values_are_rejected_with_the_key():
 
 
 def test_yaml_off_means_off():
-    assert load_config(None, ["clips.mode=off"]).clips.mode == "off"
+    assert load_config(None, ["clips.mode=off"]).clip_mp4.mode == "off"

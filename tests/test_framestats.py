@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from vidcorpus.scoring.framestats import FrameStatistics, laplacian_variance
+from vidcorpus.media.framestats import FrameStatistics, laplacian_variance
 
 
 def test_laplacian_variance_matches_numpy():

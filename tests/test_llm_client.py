@@ -6,14 +6,14 @@ import logging
 from pathlib import Path
 
 import pytest
-
 from llm_server import FakeLLMServer, Fault
+
 from vidcorpus.annotators.cache import ResponseCache, request_key
 from vidcorpus.annotators.client import LLMClient, LLMRequest, _retry_after_s, json_schema_for
-from vidcorpus.annotators.config import AnnotatorConfig, Endpoint
 from vidcorpus.annotators.prompts import load_prompt
 from vidcorpus.annotators.qa import QASet
 from vidcorpus.annotators.verifiers import BlindAnswer
+from vidcorpus.config.llm import AnnotatorConfig, Endpoint
 
 SECRET = "sk-test-DO-NOT-LEAK-7f3a9c"
 

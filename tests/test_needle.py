@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vidcorpus.config.tasks import TasksConfig
 from vidcorpus.media.needle import box_pixels, draw_needle, needle_layout
 from vidcorpus.tasks.build import build_foreign_pool
-from vidcorpus.tasks.config import TasksConfig
 from vidcorpus.tasks.niah import NEEDLE_WORDS, plan_niah_probes
 from vidcorpus.tasks.render import cover, render_probe
 

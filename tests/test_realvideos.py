@@ -4,9 +4,9 @@ import tarfile
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import realvideos_dir
 from PIL import Image
 
-from conftest import realvideos_dir
 from vidcorpus.pipelines.build import build
 from vidcorpus.pipelines.discover import discover
 

@@ -26,19 +26,20 @@ import pytest
 import webdataset as wds
 import yaml
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from llm_server import FakeLLMServer
 from PIL import Image
 
-from llm_server import FakeLLMServer
+from vidcorpus.publish import report
 from vidcorpus.config import load_config
 from vidcorpus.media.synth import Scene, write_video
 from vidcorpus.pipelines.build import build
 from vidcorpus.publish import ReleaseInvalid, hub, plan_upload, publish, render_card, write_card
 from vidcorpus.publish.card import PLACEHOLDER, hub_license, size_category
-from vidcorpus.release_check import validate_release
-from vidcorpus import report
-from vidcorpus.report import histogram, render_report, verdict_of, write_report
+from vidcorpus.publish.charts import histogram
+from vidcorpus.publish.report import render_report, verdict_of, write_report
+from vidcorpus.publish.validate import validate_release
+from vidcorpus.release.manifest import dataset_hash, file_entry
 from vidcorpus.schemas import TABLES
-from vidcorpus.sinks.manifest import dataset_hash, file_entry
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
@@ -468,6 +469,6 @@ def test_publish_writes_a_missing_card_only_in_a_real_run(copy, monkeypatch):
 
 
 def test_histogram_of_values_equal_up_to_rounding_is_one_bin():
-    from vidcorpus.report import histogram
+    from vidcorpus.publish.charts import histogram
     counts, edges = histogram([2.4, 2.4 + 1e-13, 2.4], 12)
     assert counts == [3] and len(edges) == 2

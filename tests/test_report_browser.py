@@ -11,7 +11,6 @@ import subprocess
 import numpy as np
 import pytest
 from PIL import Image
-
 from test_release_tools import make_release
 
 CHROMIUM = "/usr/bin/chromium"

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO, TINY, tree_digest
+
 from vidcorpus.cli import main
-from vidcorpus.media.synth import Scene, write_video
-from vidcorpus.pipelines.build import ReleaseExists, build
 from vidcorpus.config import load_config
+from vidcorpus.media.synth import Scene, write_video
+from vidcorpus.pipelines.build import build
+from vidcorpus.release.layout import ReleaseExists
 
 
 def command(inputs: Path, out: Path) -> list[str]:

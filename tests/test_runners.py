@@ -19,13 +19,27 @@ import yaml
 from apache_beam.transforms.resources import parse_resource_hints
 from pydantic import ValidationError
 
-from vidcorpus.annotators.config import AnnotatorConfig
-from vidcorpus.runners import (DataflowConfig, Prices, StageRates, clip_resource_hints,
-                               cost_per_1000_video_hours, gpu_plan_problems, llm_concurrency_for_rate_limit,
-                               llm_global_request_rate, llm_in_flight, machine_vcpus, pipeline_flags,
-                               pipeline_options, sdk_processes_per_worker, stage_throughput,
-                               with_clip_accelerator)
-from vidcorpus.scoring.clip_config import ClipConfig
+from vidcorpus.config.clip import ClipConfig
+from vidcorpus.config.llm import AnnotatorConfig
+from vidcorpus.config.runner import DataflowConfig
+from vidcorpus.runners import (
+    clip_resource_hints,
+    gpu_plan_problems,
+    pipeline_flags,
+    pipeline_options,
+    with_clip_accelerator,
+)
+from vidcorpus.sizing import (
+    Prices,
+    StageRates,
+    cost_per_1000_video_hours,
+    llm_concurrency_for_rate_limit,
+    llm_global_request_rate,
+    llm_in_flight,
+    machine_vcpus,
+    sdk_processes_per_worker,
+    stage_throughput,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "configs" / "dataflow-gpu.yaml"
@@ -75,7 +89,7 @@ def test_dataflow_config_is_frozen_and_loads_from_the_recipe():
 
 def test_recipe_loads_as_a_whole_build_config():
     cfg, df = check_module().load_recipe(RECIPE, ["dataflow.max_num_workers=7", "clip.batch_size=32"])
-    assert (df.max_num_workers, cfg.clip.batch_size, cfg.clip.enabled) == (7, 32, True)
+    assert (df.max_num_workers, cfg.clip_model.batch_size, cfg.clip_model.enabled) == (7, 32, True)
     assert cfg.runner.progress is False
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from vidcorpus.config import load_config
+from vidcorpus.config.clip import ClipConfig
 from vidcorpus.pipelines.segment import clip_spans
-from vidcorpus.scoring.clip_config import ClipConfig
 from vidcorpus.scoring.duplicates import clip_embedding, duplicate_group_ids, duplicate_groups
 from vidcorpus.scoring.selection import (
     select_diverse_keyframes,

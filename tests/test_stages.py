@@ -7,9 +7,9 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import tree_digest
-from llm_server import Fault, FakeLLMServer
+from llm_server import FakeLLMServer, Fault
+
 from vidcorpus.config import load_config
 from vidcorpus.media.synth import Scene, write_video
 from vidcorpus.pipelines.build import build

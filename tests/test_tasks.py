@@ -7,16 +7,17 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
+from vidcorpus.config.tasks import TasksConfig
+from vidcorpus.ids import split_of
+from vidcorpus.schemas.tables import RL_SCHEMA, SFT_SCHEMA
 from vidcorpus.tasks.build import build_foreign_pool, plan_corpus_tasks, plan_video_tasks
-from vidcorpus.tasks.config import TasksConfig
+from vidcorpus.tasks.checks import SchemaError, validate_rows, validate_table
 from vidcorpus.tasks.export import export_rows, task_annotation, to_rl_row, to_sft_row
 from vidcorpus.tasks.grounding import evidence_spans, plan_grounding_tasks, verification_passed
 from vidcorpus.tasks.niah import plan_niah_probes
 from vidcorpus.tasks.ordering import plan_ordering_tasks
 from vidcorpus.tasks.records import EditList
 from vidcorpus.tasks.rewards import score
-from vidcorpus.tasks.schemas import RL_SCHEMA, SFT_SCHEMA, SchemaError, validate_rows, validate_table
-from vidcorpus.splits import split_of
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 

@@ -67,7 +67,8 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _build(args) -> int:
-    from vidcorpus.pipelines.build import ReleaseExists, build
+    from vidcorpus.pipelines.build import build
+    from vidcorpus.release.layout import ReleaseExists
 
     try:
         summary = build(args.input, args.output, load_config(args.config, args.set), name=args.name,
@@ -101,7 +102,7 @@ def _print_summary(summary) -> None:
 
 
 def _validate(args) -> int:
-    from vidcorpus.release_check import validate_release
+    from vidcorpus.publish.validate import validate_release
 
     problems = validate_release(args.release)
     for problem in problems:
@@ -113,7 +114,7 @@ def _validate(args) -> int:
 
 
 def _report(args) -> int:
-    from vidcorpus.report import write_report
+    from vidcorpus.publish.report import write_report
 
     print(write_report(args.release))
     return 0
@@ -131,7 +132,7 @@ def _publish(args) -> int:
 
 
 def _inspect(args) -> int:
-    from vidcorpus.release_check import read_manifest, read_table
+    from vidcorpus.release.reader import read_manifest, read_table
 
     manifest = read_manifest(args.release)
     print(json.dumps({k: manifest.get(k) for k in ("name", "version", "counts", "skipped_stages", "models",

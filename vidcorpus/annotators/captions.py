@@ -11,8 +11,8 @@ import base64
 from collections.abc import Sequence
 
 from vidcorpus.annotators.client import LLMRequest, NonEmptyStr, OutputModel
-from vidcorpus.annotators.config import ImageDetail
 from vidcorpus.annotators.prompts import load_prompt
+from vidcorpus.config.llm import ImageDetail
 
 
 class ClipCaption(OutputModel):

@@ -32,8 +32,8 @@ from openai.types.chat import ChatCompletion
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from vidcorpus.annotators.cache import ResponseCache, request_key
-from vidcorpus.annotators.config import AnnotatorConfig, Endpoint, resolve_endpoint
 from vidcorpus.annotators.prompts import Prompt
+from vidcorpus.config.llm import AnnotatorConfig, Endpoint, resolve_endpoint
 
 log = logging.getLogger(__name__)
 

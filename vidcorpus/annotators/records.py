@@ -1,4 +1,4 @@
-"""Annotation and failure rows as plain dicts, and the usage totals of one video.
+"""Annotation rows as plain dicts, and the usage totals of one video.
 
 Annotation ids extend their parent's id (clip, video or QA item) with the kind and a position,
 so a re-run over the same inputs and config repeats them. `payload` and `verdicts` are JSON
@@ -15,10 +15,6 @@ from typing import Any
 from vidcorpus.annotators.client import LLMResult, Outcome, Usage
 
 KINDS = ("caption", "summary", "qa", "cot")
-
-
-def annotation_id(parent_id: str, kind: str, position: int) -> str:
-    return f"{parent_id}_{kind}_{position:04d}"
 
 
 def annotation_record(
@@ -50,19 +46,6 @@ def annotation_record(
         "tokens_out": usage.tokens_out,
         "cache_hit": result.cache_hit,
         "verdicts": _json(verdicts or {}),
-    }
-
-
-def failure_record(video: dict, stage: str, item_id: str, error_class: str, message: str, attempts: int) -> dict[str, Any]:
-    """One row of the failures table, for an item that got no annotation."""
-    return {
-        "uri": video.get("uri"),
-        "video_id": video["video_id"],
-        "stage": stage,
-        "error_class": error_class,
-        "message": message,
-        "attempts": attempts,
-        "item_id": item_id,
     }
 
 

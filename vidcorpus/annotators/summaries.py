@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vidcorpus.annotators.captions import ClipCaption
-from vidcorpus.annotators.client import LLMClient, LLMRequest, LLMResult, NonEmptyStr, OutputModel, Outcome
+from vidcorpus.annotators.client import LLMClient, LLMRequest, LLMResult, NonEmptyStr, Outcome, OutputModel
 from vidcorpus.annotators.prompts import load_prompt
 
 

@@ -17,17 +17,17 @@ from typing import Any
 from vidcorpus.annotators import verifiers
 from vidcorpus.annotators.captions import ClipCaption, caption_requests
 from vidcorpus.annotators.client import LLMClient, Outcome, Usage
-from vidcorpus.annotators.config import ANNOTATORS, AnnotatorConfig
 from vidcorpus.annotators.cot import cot_request
 from vidcorpus.annotators.qa import QAItem, qa_request
 from vidcorpus.annotators.records import (
     UsageTotals,
-    annotation_id,
     annotation_record,
-    failure_record,
     split_usage,
 )
 from vidcorpus.annotators.summaries import VideoSummary, summarize_video
+from vidcorpus.config.llm import ANNOTATORS, AnnotatorConfig
+from vidcorpus.ids import child_id
+from vidcorpus.schemas.records import failure_row
 
 Captioned = list[tuple[dict, ClipCaption]]
 
@@ -105,15 +105,15 @@ class _VideoRun:
             max_keyframes=cfg.max_keyframes_per_clip, prompt_versions=cfg.prompt_versions,
         )
         for clip in without_images:
-            self.failures.append(failure_record(
-                self.video, "annotate.caption", clip["clip_id"], "NoKeyframes", "clip has no keyframe images", 0
-            ))
+            self.failures.append(failure_row(self.video.get("uri"), "annotate.caption",
+                                             ("NoKeyframes", "clip has no keyframe images"),
+                                             self.video["video_id"], clip["clip_id"], attempts=0))
         captioned: Captioned = []
         for outcome in self._track("annotate.caption", client.map(requests)):
             clip = self.clips_by_id[outcome.item_id]
             captioned.append((clip, outcome.value))
             self.annotations.append(annotation_record(
-                ann_id=annotation_id(clip["clip_id"], "caption", 0), kind="caption",
+                ann_id=child_id(clip["clip_id"], "caption", 0), kind="caption",
                 video_id=self.video_id, clip_id=clip["clip_id"], payload=outcome.value.model_dump(),
                 evidence_spans=[[clip["start_s"], clip["end_s"]]], result=outcome,
             ))
@@ -132,7 +132,7 @@ class _VideoRun:
             return None
         cost = sum((o.usage for o in run.outcomes if o.ok), Usage())
         self.annotations.append(annotation_record(
-            ann_id=annotation_id(self.video_id, "summary", 0), kind="summary", video_id=self.video_id,
+            ann_id=child_id(self.video_id, "summary", 0), kind="summary", video_id=self.video_id,
             clip_id=None, payload=run.final.value.model_dump(), evidence_spans=[[0.0, self.duration_s]],
             result=run.final, usage=cost,
         ))
@@ -151,7 +151,7 @@ class _VideoRun:
         items = qa_set.value.items[:n]  # a model may write more than asked; ids stay positional
         kept, repeated = verifiers.unique_questions(items)
         self.totals.qa_dropped_duplicate += len(repeated)
-        ids = {p: annotation_id(self.video_id, "qa", p) for p in kept}
+        ids = {p: child_id(self.video_id, "qa", p) for p in kept}
         cots, blinds = self._checks(captioned, {ids[p]: items[p] for p in kept})
         shares = split_usage(qa_set.usage, len(items)) if items else []
         for p in kept:
@@ -171,7 +171,7 @@ class _VideoRun:
             ))
             if cot is not None:
                 self.annotations.append(annotation_record(
-                    ann_id=annotation_id(qa_id, "cot", 0), kind="cot", video_id=self.video_id, clip_id=None,
+                    ann_id=child_id(qa_id, "cot", 0), kind="cot", video_id=self.video_id, clip_id=None,
                     payload={"qa_ann_id": qa_id, **cot.value.model_dump()}, evidence_spans=cot.value.spans(),
                     result=cot, verdicts={"matches_answer": verdicts["cot_matches_answer"]},
                 ))
@@ -209,9 +209,8 @@ class _VideoRun:
             if outcome.ok:
                 ok.append(outcome)
             else:
-                self.failures.append(failure_record(
-                    self.video, stage, outcome.item_id, outcome.error_class, outcome.message, outcome.attempts
-                ))
+                self.failures.append(failure_row(self.video.get("uri"), stage, (outcome.error_class, outcome.message),
+                                                 self.video["video_id"], outcome.item_id, outcome.attempts))
         return ok
 
 

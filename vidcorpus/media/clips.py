@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 
 import av
 
-from vidcorpus.config import ClipsConfig
+from vidcorpus.config.build import ClipMp4Config
 from vidcorpus.media.decode import Geometry, upright
 
 MP4_COPY_CODECS = {"h264", "hevc", "av1", "mpeg4", "vp9"}
@@ -52,7 +52,7 @@ def copy_clip(source, start_pts: int, end_pts: int | None) -> bytes:
 
 
 def reencode_clips(source, geometry: Geometry, origin_pts: int, spans: Sequence[tuple[float, float]],
-                   key_times: Sequence[float], fps: float, cfg: ClipsConfig) -> Iterator[bytes]:
+                   key_times: Sequence[float], fps: float, cfg: ClipMp4Config) -> Iterator[bytes]:
     """Decode the spans [start_s, end_s) (disjoint, in time order) again at full resolution and
     encode each upright with libx264, yielding one MP4 per span.
 
@@ -118,7 +118,7 @@ class SourceFrames:
 
 
 def _encode(frames: Iterator[tuple[float, av.VideoFrame]], geometry: Geometry, size: tuple[int, int],
-            fps: float, start_s: float, cfg: ClipsConfig) -> bytes:
+            fps: float, start_s: float, cfg: ClipMp4Config) -> bytes:
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4", container_options=BITEXACT) as dst:
         out = _x264_stream(dst, geometry, size, fps, cfg)
@@ -142,7 +142,7 @@ def _encoder_picture(frame: av.VideoFrame, geometry: Geometry, size: tuple[int, 
     return av.VideoFrame.from_ndarray(upright(frame, geometry, size), format="rgb24")
 
 
-def _x264_stream(dst, geometry: Geometry, size: tuple[int, int], fps: float, cfg: ClipsConfig):
+def _x264_stream(dst, geometry: Geometry, size: tuple[int, int], fps: float, cfg: ClipMp4Config):
     out = dst.add_stream("libx264", rate=Fraction(round(fps * 1000), 1000) if fps > 0 else 25)
     w, h = (size[1], size[0]) if geometry.rotation in (90, 270) else size
     out.width, out.height, out.pix_fmt = w, h, "yuv420p"

@@ -11,7 +11,7 @@ from typing import Any
 
 import av
 
-from vidcorpus.config import ProbeConfig
+from vidcorpus.config.build import ProbeConfig
 from vidcorpus.media.errors import AbsurdInput, EmptyFile, NotAVideo, NoVideoStream
 
 

@@ -9,11 +9,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 from scenedetect.common import FrameTimecode
-from scenedetect.detectors import (AdaptiveDetector, ContentDetector, HashDetector, HistogramDetector,
-                                   ThresholdDetector)
+from scenedetect.detectors import AdaptiveDetector, ContentDetector, HashDetector, HistogramDetector, ThresholdDetector
 
-from vidcorpus.config import ScenesConfig
-from vidcorpus.scoring.framestats import mean_abs_difference
+from vidcorpus.config.build import ScenesConfig
+from vidcorpus.media.framestats import mean_abs_difference
 
 
 class OpenCVFrameScore:

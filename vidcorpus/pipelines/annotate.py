@@ -4,30 +4,31 @@ endpoint is configured."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from vidcorpus import storage
-from vidcorpus.config import BuildConfig
-from vidcorpus.pipelines.scan import staging_dir
+from vidcorpus.config.llm import AnnotatorConfig
+from vidcorpus.pipelines.staging import VideoResult, staging_dir
 from vidcorpus.schemas import RecordError, check_record
 from vidcorpus.schemas.records import failure_row
 
 LLM_CACHE = "llm-cache"
 
 
-def llm_config(cfg: BuildConfig, work_dir: str):
+def llm_config(llm: AnnotatorConfig, work_dir: str) -> AnnotatorConfig:
     """The llm section with its cache under the work directory unless one is configured."""
-    if cfg.llm.cache_dir:
-        return cfg.llm
-    return cfg.llm.model_copy(update={"cache_dir": storage.join(work_dir, LLM_CACHE)})
+    if llm.cache_dir:
+        return llm
+    return llm.model_copy(update={"cache_dir": storage.join(work_dir, LLM_CACHE)})
 
 
 class Annotate(beam.DoFn):
-    def __init__(self, cfg: BuildConfig, work_dir: str):
-        self.llm = llm_config(cfg, work_dir)
+    """A video's result → a new result with its annotation rows (clips' captions, summary, QA,
+    CoT), their failures and token usage."""
+
+    def __init__(self, llm: AnnotatorConfig, work_dir: str):
+        self.llm = llm_config(llm, work_dir)
         self.work_dir = work_dir
         self.tokens = Metrics.counter("vidcorpus", "llm_tokens")
 
@@ -38,26 +39,25 @@ class Annotate(beam.DoFn):
     def teardown(self) -> None:
         self.annotator.close()
 
-    def process(self, result: dict[str, Any]):
+    def process(self, result: VideoResult):
         if result["video"] and result["clips"]:
-            annotate_result(result, self.annotator, self.work_dir)
+            result = annotate_result(result, self.annotator, self.work_dir)
             self.tokens.inc(result["usage"].get("tokens_in", 0) + result["usage"].get("tokens_out", 0))
         yield result
 
 
-def annotate_result(result: dict[str, Any], annotator, work_dir: str) -> None:
-    """Add annotation rows, their failures and the token usage to a video's result."""
+def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResult:
+    """A new result: the video's with its annotation rows, their failures and the token usage."""
     video = result["video"]
     staged = staging_dir(work_dir, video["video_id"])
     jpegs = {cid: [storage.read_bytes(storage.join(staged, n)) for n in files.get("jpg", [])]
              for cid, files in result["files"].items()}
     annotations, failures, usage = annotator.annotate(video, result["clips"], jpegs)
-    rows = []
+    rows, rejected = [], []
     for row in annotations:
         try:
             rows.append(check_record("annotations", row))
         except RecordError as exc:
-            result["failures"].append(failure_row(video["uri"], "validate", exc, video["video_id"], row["ann_id"]))
-    result["tables"]["annotations"] = rows
-    result["failures"] += failures
-    result["usage"] = dict(usage)
+            rejected.append(failure_row(video["uri"], "validate", exc, video["video_id"], row["ann_id"]))
+    return {**result, "tables": {**result["tables"], "annotations": rows},
+            "failures": result["failures"] + rejected + failures, "usage": dict(usage)}

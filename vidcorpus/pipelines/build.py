@@ -11,45 +11,38 @@ resumes where it stopped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from vidcorpus import storage
 from vidcorpus.config import BuildConfig, config_to_dict
 from vidcorpus.pipelines.annotate import Annotate
 from vidcorpus.pipelines.discover import Identify, discover, pick_one
-from vidcorpus.pipelines.embed import EmbedCandidates, text_embeddings
-from vidcorpus.pipelines.release import (clear_release, plan_release, table_jobs, write_file_job, write_shard_job,
-                                         write_table_job)
-from vidcorpus.pipelines.scan import Input, Scanned, scan_video, staging_dir
-from vidcorpus.pipelines.segment import RESULT, Embeddings, segment_video
-from vidcorpus.pipelines.tasks import add_tasks, pool_entries
-from vidcorpus.progress import Progress
-from vidcorpus.sinks.manifest import MANIFEST, write_manifest
+from vidcorpus.pipelines.embed import EmbedCandidates, join_embeddings, text_embeddings
+from vidcorpus.pipelines.progress import Progress
+from vidcorpus.pipelines.scan import Scan
+from vidcorpus.pipelines.segment import Segment
+from vidcorpus.pipelines.tasks import MakeTasks, pool_entries
+from vidcorpus.pipelines.write import (
+    plan_release,
+    table_jobs,
+    write_file_job,
+    write_shard_job,
+    write_table_job,
+)
+from vidcorpus.publish.card import write_card
+from vidcorpus.publish.report import write_report
+from vidcorpus.release.layout import MANIFEST, ReleaseExists, clear_release, release_paths
+from vidcorpus.release.manifest import write_manifest
 
 log = logging.getLogger(__name__)
-WORK_DIR = ".work"
 Result = Dict[str, Any]
-"""A video's result (see `video_result`); declared so Beam never guesses a coder for it."""
-RESULT_SECTIONS = ("input", "ids", "probe", "decode", "scenes", "keyframes", "clips", "clip", "shards")
-CLIP_EXECUTION_KEYS = ("device", "precision", "batch_size", "min_batch_size", "model_copies", "accelerator",
-                       "cache_dir")
-
-
-def result_fingerprint(cfg: BuildConfig) -> str:
-    """Hash of the config a staged per-video result depends on: not where or how fast CLIP runs,
-    so a job resumed on other hardware (or on Dataflow) reuses what is done."""
-    sections = {k: v for k, v in config_to_dict(cfg).items() if k in RESULT_SECTIONS}
-    sections["clip"] = {k: v for k, v in sections["clip"].items() if k not in CLIP_EXECUTION_KEYS}
-    return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()[:16]
+"""A video's result (`VideoResult`); declared so Beam never guesses a coder for it."""
 
 
 @dataclass
@@ -59,79 +52,6 @@ class BuildSummary:
     dataset_hash: str
     skipped: list[str]
     skipped_stages: dict[str, str] = field(default_factory=dict)
-
-
-class Scan(beam.DoFn):
-    """Input → Scanned, or the staged result of an earlier run (resume), or a failure result.
-
-    A staged failure (a video that produced nothing) is final for its config unless
-    `retry_failed`: then the video is processed again, for failures that may not recur (a
-    storage read error)."""
-
-    def __init__(self, cfg: BuildConfig, work_dir: str, retry_failed: bool = False):
-        self.cfg, self.work_dir, self.retry_failed = cfg, work_dir, retry_failed
-        self.fingerprint = result_fingerprint(cfg)
-        self.scanned = Metrics.counter("vidcorpus", "videos_scanned")
-        self.resumed = Metrics.counter("vidcorpus", "videos_resumed")
-
-    def process(self, item: Input):
-        staged = load_staged_result(self.work_dir, item.video_id, self.fingerprint)
-        if staged is not None and (staged["video"] or not self.retry_failed):
-            self.resumed.inc()
-            yield beam.pvalue.TaggedOutput("done", staged)
-            return
-        self.scanned.inc()
-        out = scan_video(item, self.cfg, self.work_dir)
-        yield out if isinstance(out, Scanned) else beam.pvalue.TaggedOutput("done", stamp(out, self.fingerprint, self.work_dir, item.video_id))
-
-
-def load_staged_result(work_dir: str, video_id: str, fingerprint: str) -> dict[str, Any] | None:
-    uri = storage.join(staging_dir(work_dir, video_id), RESULT)
-    if not storage.exists(uri):
-        return None
-    try:
-        result = json.loads(storage.read_bytes(uri))
-    except ValueError:
-        return None
-    return result if result.get("fingerprint") == fingerprint else None
-
-
-def stamp(result: dict[str, Any], fingerprint: str, work_dir: str, video_id: str) -> dict[str, Any]:
-    """Record the config fingerprint on a result and stage it (written last: the done marker)."""
-    result["fingerprint"] = fingerprint
-    storage.write_bytes(storage.join(staging_dir(work_dir, video_id), RESULT), json.dumps(result, sort_keys=True).encode())
-    return result
-
-
-class Segment(beam.DoFn):
-    def __init__(self, cfg: BuildConfig, work_dir: str, text=None):
-        self.cfg, self.work_dir, self.text = cfg, work_dir, text
-        self.fingerprint = result_fingerprint(cfg)
-        self.videos = Metrics.counter("vidcorpus", "videos")
-        self.clips = Metrics.counter("vidcorpus", "clips")
-        self.failed = Metrics.counter("vidcorpus", "videos_failed")
-
-    def process(self, element):
-        scanned, embeddings = element if isinstance(element, tuple) else (element, None)
-        result = segment_video(scanned, self.cfg, self.work_dir, embeddings, self.text)
-        if result["video"]:
-            self.videos.inc()
-            self.clips.inc(len(result["clips"]))
-        else:
-            self.failed.inc()
-        yield stamp(result, self.fingerprint, self.work_dir, scanned.item.video_id)
-
-
-def join_embeddings(element, text):
-    """CoGroupByKey output → (Scanned, Embeddings) for videos that have both."""
-    _, grouped = element
-    for scanned in grouped["scanned"]:
-        found = grouped["embeddings"]
-        by_index = found[0] if found else {}
-        if len(by_index) == len(scanned.candidates):
-            yield scanned, Embeddings.of(scanned, by_index, text)
-        else:
-            yield scanned, None  # a video without candidates has nothing to embed
 
 
 def pipeline_options(cfg: BuildConfig) -> PipelineOptions:
@@ -144,19 +64,19 @@ def for_runner(cfg: BuildConfig) -> BuildConfig:
     if cfg.runner.name != "dataflow":
         return cfg
     from vidcorpus.runners import gpu_plan_problems, with_clip_accelerator
-    clip = with_clip_accelerator(cfg.clip, cfg.dataflow)
+    clip = with_clip_accelerator(cfg.clip_model, cfg.dataflow)
     problems = gpu_plan_problems(clip, cfg.runner.name, cfg.dataflow)
     if problems:
         raise ValueError("; ".join(problems))
-    return cfg.model_copy(update={"clip": clip})
+    return cfg.model_copy(update={"clip_model": clip})
 
 
 def skipped_stages(cfg: BuildConfig) -> dict[str, str]:
     """Stages this build leaves out, with the reason (recorded in the manifest)."""
-    from vidcorpus.annotators.config import skipped_reason
+    from vidcorpus.config.llm import skipped_reason
 
     skipped = {}
-    if not cfg.clip.enabled:
+    if not cfg.clip_model.enabled:
         skipped["clip"] = "clip.enabled is false"
     reason = skipped_reason(cfg.llm)
     if reason:
@@ -164,26 +84,6 @@ def skipped_stages(cfg: BuildConfig) -> dict[str, str]:
     if not cfg.tasks.enabled:
         skipped["tasks"] = "tasks.enabled is false"
     return skipped
-
-
-class ReleaseExists(RuntimeError):
-    """A finished version is never modified."""
-
-
-SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
-
-
-def release_paths(output: str, name: str | None, version: str | None) -> tuple[str, str]:
-    """(release directory, work directory). A named version lives at `<output>/<name>/<version>`
-    and shares `<output>/<name>/.work` (per-video results, LLM cache) with the name's other
-    versions, so a new version over more inputs only processes the new videos."""
-    if (name is None) != (version is None):
-        raise ValueError("--name and --version go together")
-    if name is None:
-        return output, storage.join(output, WORK_DIR)
-    if not SEMVER.match(version):
-        raise ValueError(f"--version must be semantic (MAJOR.MINOR.PATCH), got {version!r}")
-    return storage.join(output, name, version), storage.join(output, name, WORK_DIR)
 
 
 def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptions | None = None,
@@ -204,8 +104,6 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
         compose(pipeline, uris, release, work_dir, cfg, stages_off, {"name": name, "version": version},
                 retry_failed)
         pipeline.run().wait_until_finish()
-    from vidcorpus.publish.card import write_card
-    from vidcorpus.report import write_report
     write_card(release)
     try:
         write_report(release)
@@ -242,12 +140,12 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
     if "annotate" not in stages_off:
         results = (results
                    | "SpreadForLLM" >> fusion_break(cfg)
-                   | "Annotate" >> beam.ParDo(Annotate(cfg, work_dir)).with_output_types(Result))
+                   | "Annotate" >> beam.ParDo(Annotate(cfg.llm, work_dir)).with_output_types(Result))
     if "tasks" not in stages_off:
-        entries = results | "ForeignPool" >> beam.FlatMap(pool_entries, cfg)
+        entries = results | "ForeignPool" >> beam.FlatMap(pool_entries, cfg.tasks)
         pool = once(p, "SortPool", entries, sorted, key=lambda e: e["clip_id"])
-        results = (results | "Tasks" >> beam.Map(add_tasks, beam.pvalue.AsSingleton(pool), cfg, work_dir)
-                   .with_output_types(Result))
+        results = (results | "Tasks" >> beam.ParDo(MakeTasks(cfg.tasks, list(cfg.shards.splits), work_dir),
+                                                   beam.pvalue.AsSingleton(pool)).with_output_types(Result))
     tables = produced_tables(stages_off)
     everything = (results, identified.failed, unique.failed) | "AllResults" >> beam.Flatten()
     plan = once(p, "Plan", everything, plan_release, cfg.shards.max_samples, cfg.shards.max_bytes, tables)
@@ -269,7 +167,7 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
 def once(p: beam.Pipeline, label: str, pcoll: beam.PCollection, fn, *args, **kwargs) -> beam.PCollection:
     """A one-element PCollection: `fn(all of pcoll's elements as a list, *args, **kwargs)`, also
     when `pcoll` is empty. A list side input does this in far fewer steps than a ToList
-    combiner, which costs about 0.1 s of graph construction and bundle set-up on the local runner."""
+    combiner, whose graph construction and bundle set-up cost more on the local runner."""
     return (p | f"{label}Once" >> beam.Create([None])
             | label >> beam.Map(lambda _, items, *a, **kw: fn(items, *a, **kw), beam.pvalue.AsList(pcoll),
                                 *args, **kwargs))
@@ -278,7 +176,7 @@ def once(p: beam.Pipeline, label: str, pcoll: beam.PCollection, fn, *args, **kwa
 def fusion_break(cfg: BuildConfig) -> beam.PTransform:
     """A Reshuffle where several workers share the work (Dataflow, or the DirectRunner with
     `runner.workers` > 1), so each heavy stage spreads over them. One in-process worker has
-    nothing to spread, and there the shuffles would only cost time (about 0.25 s a build)."""
+    nothing to spread, and there the shuffles would only cost time."""
     if cfg.runner.name == "direct" and cfg.runner.workers == 1:
         return Unchanged()
     return beam.Reshuffle()
@@ -310,10 +208,10 @@ def models_of(cfg: BuildConfig, stages_off: dict[str, str]) -> dict[str, Any]:
     models: dict[str, Any] = {}
     if "clip" not in stages_off:
         from vidcorpus.scoring.clip import clip_model_tag
-        models["clip"] = clip_model_tag(cfg.clip)
+        models["clip"] = clip_model_tag(cfg.clip_model)
     if "annotate" not in stages_off:
-        from vidcorpus.annotators.config import resolve_endpoint
         from vidcorpus.annotators.prompts import prompt_versions
+        from vidcorpus.config.llm import resolve_endpoint
         models["llm"] = {name: endpoint.model for name in ("caption", "summary", "qa", "cot", "blind")
                          if (endpoint := resolve_endpoint(cfg.llm, name)) is not None}
         models["prompts"] = {pid: cfg.llm.prompt_versions.get(pid, max(versions))

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import posixpath
+from dataclasses import dataclass
 from typing import Iterable
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from vidcorpus import ids, storage
-from vidcorpus.config import BuildConfig, InputConfig
-from vidcorpus.pipelines.scan import Input
-from vidcorpus.schemas.records import failure_row, video_result
+from vidcorpus.config.build import BuildConfig, InputConfig
+from vidcorpus.pipelines.staging import video_result
+from vidcorpus.schemas.records import failure_row
 
 LIST_EXTENSIONS = (".txt", ".list", ".lst")
 GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class Input:
+    """One identified input: where it is, its size, and its content id."""
+    uri: str
+    size: int
+    video_id: str
 
 
 def discover(spec: str, cfg: InputConfig) -> tuple[list[str], list[str]]:

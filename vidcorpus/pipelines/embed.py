@@ -16,6 +16,20 @@ from vidcorpus.pipelines.scan import Scanned
 CLIP_INPUT_SIDE = 224
 
 
+class Embeddings:
+    """CLIP embeddings of a video's keyframe candidates (rows aligned with `Scanned.candidates`),
+    with their relevance to the configured text queries."""
+
+    def __init__(self, matrix: np.ndarray, query_scores: np.ndarray | None):
+        self.matrix = matrix                    # (candidates, dim), unit rows
+        self.query_scores = query_scores        # (candidates, queries) or None
+
+    @classmethod
+    def of(cls, scanned: Scanned, by_index: dict[int, np.ndarray], text: np.ndarray | None) -> "Embeddings":
+        matrix = np.stack([by_index[i] for i in range(len(scanned.candidates))]).astype(np.float32)
+        return cls(matrix, matrix @ text.T if text is not None and len(text) else None)
+
+
 def candidate_frames(scanned: Scanned) -> Iterator[tuple[tuple[str, int], np.ndarray]]:
     """((video_id, candidate index), RGB picture scaled so its short side is the CLIP input)."""
     for i, jpeg in enumerate(scanned.jpegs(scanned.candidates)):
@@ -42,7 +56,7 @@ class EmbedCandidates(beam.PTransform):
 
         return (scanned
                 | "CandidateFrames" >> beam.FlatMap(candidate_frames)
-                | "Clip" >> RunInference(keyed_clip_handler(self.cfg.clip))
+                | "Clip" >> RunInference(keyed_clip_handler(self.cfg.clip_model))
                 | "ByVideo" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
                 | "GroupEmbeddings" >> beam.GroupByKey()
                 | "AsDict" >> beam.MapTuple(lambda video_id, rows: (video_id, dict(rows))))
@@ -50,7 +64,19 @@ class EmbedCandidates(beam.PTransform):
 
 def text_embeddings(cfg: BuildConfig) -> np.ndarray | None:
     """Embeddings of `clip.queries`, computed once when the pipeline is built."""
-    if not cfg.clip.enabled or not cfg.clip.queries:
+    if not cfg.clip_model.enabled or not cfg.clip_model.queries:
         return None
     from vidcorpus.scoring.clip import embed_text_prompts
-    return embed_text_prompts(cfg.clip, cfg.clip.queries)
+    return embed_text_prompts(cfg.clip_model, cfg.clip_model.queries)
+
+
+def join_embeddings(element, text):
+    """CoGroupByKey output → (Scanned, Embeddings) for videos that have both."""
+    _, grouped = element
+    for scanned in grouped["scanned"]:
+        found = grouped["embeddings"]
+        by_index = found[0] if found else {}
+        if len(by_index) == len(scanned.candidates):
+            yield scanned, Embeddings.of(scanned, by_index, text)
+        else:
+            yield scanned, None  # a video without candidates has nothing to embed

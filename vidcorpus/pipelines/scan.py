@@ -1,4 +1,4 @@
-"""Scan one video: probe it, then one streaming decode pass that feeds scene detection, frame
+"""Scan stage: probe a video, then one streaming decode pass that feeds scene detection, frame
 statistics and keyframe candidates. What the pass leaves behind is small (per-frame arrays,
 cut indices) plus a spool of candidate JPEGs staged next to the video's other results.
 
@@ -13,31 +13,31 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Iterable, Iterator
 
+import apache_beam as beam
 import numpy as np
+from apache_beam.metrics import Metrics
 
 from vidcorpus import storage
 from vidcorpus.config import BuildConfig
 from vidcorpus.media.decode import FrameStream, Geometry
 from vidcorpus.media.errors import DecodeError, TruncatedVideo
+from vidcorpus.media.framestats import FrameStatistics
 from vidcorpus.media.probe import open_container, probe
 from vidcorpus.media.scenes import SceneCutter
-from vidcorpus.schemas.records import failure_row, video_result
-from vidcorpus.scoring.framestats import FrameStatistics
+from vidcorpus.pipelines.discover import Input
+from vidcorpus.pipelines.staging import (
+    VideoResult,
+    load_staged_result,
+    result_fingerprint,
+    stage_result,
+    staging_dir,
+    video_result,
+)
+from vidcorpus.schemas.records import failure_row
 from vidcorpus.scoring.keyframes import Candidate, CandidateSpool
 
 log = logging.getLogger(__name__)
 SPOOL = "candidates.bin"
-
-
-@dataclass(frozen=True)
-class Input:
-    uri: str
-    size: int
-    video_id: str
-
-
-def staging_dir(work_dir: str, video_id: str) -> str:
-    return storage.join(work_dir, "videos", video_id)
 
 
 def open_source(uri: str):
@@ -114,7 +114,7 @@ def _last_frame_duration(times: np.ndarray, header_fps: float | None) -> float:
     return 1.0 / header_fps if header_fps else 0.04
 
 
-def scan_video(item: Input, cfg: BuildConfig, work_dir: str) -> Scanned | dict[str, Any]:
+def scan_video(item: Input, cfg: BuildConfig, work_dir: str) -> Scanned | VideoResult:
     """The decode pass of one video, or its failure result."""
     spool_uri = storage.join(staging_dir(work_dir, item.video_id), SPOOL)
     stage = "probe"
@@ -137,3 +137,30 @@ def _check_coverage(header: dict[str, Any], result: PassResult, min_coverage: fl
     if expected and result.end_time < min_coverage * expected:
         raise TruncatedVideo(f"decoded {result.end_time:.2f} s of a {expected:.2f} s video "
                              f"(under decode.min_coverage={min_coverage}); the file is truncated or corrupt")
+
+
+class Scan(beam.DoFn):
+    """Input → Scanned, or the staged result of an earlier run (resume), or a failure result.
+
+    A staged failure (a video that produced nothing) is final for its config unless
+    `retry_failed`: then the video is processed again, for failures that may not recur (a
+    storage read error)."""
+
+    def __init__(self, cfg: BuildConfig, work_dir: str, retry_failed: bool = False):
+        self.cfg, self.work_dir, self.retry_failed = cfg, work_dir, retry_failed
+        self.fingerprint = result_fingerprint(cfg)
+        self.scanned = Metrics.counter("vidcorpus", "videos_scanned")
+        self.resumed = Metrics.counter("vidcorpus", "videos_resumed")
+
+    def process(self, item: Input):
+        staged = load_staged_result(self.work_dir, item.video_id, self.fingerprint)
+        if staged is not None and (staged["video"] or not self.retry_failed):
+            self.resumed.inc()
+            yield beam.pvalue.TaggedOutput("done", staged)
+            return
+        self.scanned.inc()
+        out = scan_video(item, self.cfg, self.work_dir)
+        if isinstance(out, Scanned):
+            yield out
+        else:
+            yield beam.pvalue.TaggedOutput("done", stage_result(out, self.fingerprint, self.work_dir, item.video_id))

@@ -1,49 +1,37 @@
-"""Segment a scanned video into clips: scenes from the detector's cuts (stitched, split and
+"""Segment stage: a scanned video into clips. Scenes from the detector's cuts (stitched, split and
 flagged with CLIP when embeddings are present), keyframes per clip, near-duplicate groups,
-clip MP4s, then schema validation. The result is staged as `result.json`, written last, whose
-presence marks the video done.
+clip MP4s, then schema validation. The DoFn stages the result (`pipelines.staging`), which
+marks the video done.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from bisect import bisect_left
 from itertools import islice
 from typing import Any, Iterator
 
+import apache_beam as beam
 import numpy as np
+from apache_beam.metrics import Metrics
 
 from vidcorpus import ids, storage
 from vidcorpus.config import BuildConfig
+from vidcorpus.ids import split_of
 from vidcorpus.media.clips import can_copy, copy_clip, reencode_clips
 from vidcorpus.media.scenes import plan_scenes, split_long
-from vidcorpus.pipelines.scan import Scanned, open_source, staging_dir
+from vidcorpus.pipelines.embed import Embeddings
+from vidcorpus.pipelines.scan import Scanned, open_source
+from vidcorpus.pipelines.staging import VideoResult, result_fingerprint, stage_result, staging_dir, video_result
 from vidcorpus.schemas import RecordError, check_record
-from vidcorpus.schemas.records import failure_row, video_result
+from vidcorpus.schemas.records import failure_row
 from vidcorpus.scoring.keyframes import Candidate, select_uniform
-from vidcorpus.splits import split_of
 
 log = logging.getLogger(__name__)
-RESULT = "result.json"
-
-
-class Embeddings:
-    """CLIP embeddings of a video's keyframe candidates (rows aligned with `Scanned.candidates`),
-    with their relevance to the configured text queries."""
-
-    def __init__(self, matrix: np.ndarray, query_scores: np.ndarray | None):
-        self.matrix = matrix                    # (candidates, dim), unit rows
-        self.query_scores = query_scores        # (candidates, queries) or None
-
-    @classmethod
-    def of(cls, scanned: Scanned, by_index: dict[int, np.ndarray], text: np.ndarray | None) -> "Embeddings":
-        matrix = np.stack([by_index[i] for i in range(len(scanned.candidates))]).astype(np.float32)
-        return cls(matrix, matrix @ text.T if text is not None and len(text) else None)
 
 
 def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings: Embeddings | None = None,
-                  text: np.ndarray | None = None) -> dict[str, Any]:
+                  text: np.ndarray | None = None) -> VideoResult:
     """Clips of one scanned video (or its failure result), staged under the work directory."""
     item = scanned.item
     out_dir = staging_dir(work_dir, item.video_id)
@@ -65,9 +53,9 @@ def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings:
             files[clip["clip_id"]] = {"jpg": _stage_keyframes(out_dir, clip["clip_id"], jpegs),
                                       "bytes": sum(map(len, jpegs))}
         if embeddings is not None:
-            _mark_duplicates(clips, cfg.clip.duplicate_threshold)
+            _mark_duplicates(clips, cfg.clip_model.duplicate_threshold)
         stage = "clips"
-        if cfg.clips.mode != "off":
+        if cfg.clip_mp4.mode != "off":
             for clip, data in zip(clips, clip_mp4s(clips, scanned, cfg)):
                 name = f"{clip['clip_id']}.mp4"
                 storage.write_bytes(storage.join(out_dir, name), data)
@@ -78,7 +66,6 @@ def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings:
     except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
         log.warning("%s failed at %s: %s: %s", item.uri, stage, type(exc).__name__, exc)
         outcome = video_result(failures=[failure_row(item.uri, stage, exc, item.video_id)])
-    storage.write_bytes(storage.join(out_dir, RESULT), json.dumps(outcome, sort_keys=True).encode())
     return outcome
 
 
@@ -96,7 +83,7 @@ def clip_spans(scanned: Scanned, cfg: BuildConfig, embeddings: Embeddings | None
     bounds = [(_time(scan, a), _time(scan, b)) for a, b in scenes]
     times = np.array([c.t for c in scanned.candidates])
     spans = []
-    for s in plan_scenes_with_config(bounds, times, embeddings.matrix, cfg.clip):
+    for s in plan_scenes_with_config(bounds, times, embeddings.matrix, cfg.clip_model):
         a, b = _frame_at(scan, s.start_s), _frame_at(scan, s.end_s)
         if b > a:
             parts = split_long((a, b), scan.times, scan.end_time, cfg.scenes.max_scene_s)
@@ -199,8 +186,8 @@ def choose_keyframes(candidates: list[Candidate], start_s: float, end_s: float, 
         return []
     times = np.array([candidates[i].t for i in usable])
     picks = select_keyframes_by_embedding(mode, times, embeddings.matrix[usable], k,
-                                          diverse_threshold=cfg.clip.diverse_threshold, text_embeddings=text,
-                                          coverage_weight=cfg.clip.query_coverage_weight, span=(start_s, end_s))
+                                          diverse_threshold=cfg.clip_model.diverse_threshold, text_embeddings=text,
+                                          coverage_weight=cfg.clip_model.query_coverage_weight, span=(start_s, end_s))
     return [(candidates[usable[p.position]], p.mode, p.score) for p in picks]
 
 
@@ -254,12 +241,12 @@ def clip_mp4s(clips: list[dict[str, Any]], scanned: Scanned, cfg: BuildConfig) -
     n = len(scan.times)
     for clip in clips:
         start, end = clip["start_frame"], clip["end_frame"]
-        copy = cfg.clips.mode == "copy" and can_copy(header["video_codec"], scan.geometry,
+        copy = cfg.clip_mp4.mode == "copy" and can_copy(header["video_codec"], scan.geometry,
                                                      bool(scan.keys[start]), end >= n or bool(scan.keys[end]))
         clip["clip_mode"] = "copy" if copy else "reencode"
     spans = [(c["start_s"], c["end_s"]) for c in clips if c["clip_mode"] == "reencode"]
     reencoded = reencode_clips(open_source(scanned.item.uri), scan.geometry, scan.origin_pts, spans,
-                               scan.times[scan.keys], n / scan.end_time, cfg.clips) if spans else iter(())
+                               scan.times[scan.keys], n / scan.end_time, cfg.clip_mp4) if spans else iter(())
     for clip in clips:
         if clip["clip_mode"] == "reencode":
             yield next(reencoded)
@@ -284,3 +271,24 @@ def _validate(outcome: dict[str, Any], uri: str) -> None:
     alive = {c["clip_id"] for c in kept}
     outcome["tables"]["frames"] = [check_record("frames", f) for f in outcome["tables"]["frames"]
                                    if f["clip_id"] in alive]
+
+
+class Segment(beam.DoFn):
+    """Scanned (with its CLIP embeddings, when on) → the video's staged result."""
+
+    def __init__(self, cfg: BuildConfig, work_dir: str, text=None):
+        self.cfg, self.work_dir, self.text = cfg, work_dir, text
+        self.fingerprint = result_fingerprint(cfg)
+        self.videos = Metrics.counter("vidcorpus", "videos")
+        self.clips = Metrics.counter("vidcorpus", "clips")
+        self.failed = Metrics.counter("vidcorpus", "videos_failed")
+
+    def process(self, element):
+        scanned, embeddings = element if isinstance(element, tuple) else (element, None)
+        result = segment_video(scanned, self.cfg, self.work_dir, embeddings, self.text)
+        if result["video"]:
+            self.videos.inc()
+            self.clips.inc(len(result["clips"]))
+        else:
+            self.failed.inc()
+        yield stage_result(result, self.fingerprint, self.work_dir, scanned.item.video_id)

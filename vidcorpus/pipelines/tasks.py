@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+import apache_beam as beam
+
 from vidcorpus import storage
-from vidcorpus.config import BuildConfig
-from vidcorpus.pipelines.scan import staging_dir
+from vidcorpus.config.tasks import TasksConfig
+from vidcorpus.pipelines.staging import VideoResult, staging_dir
 from vidcorpus.schemas.records import failure_row
 
 PROBES = "probes"
 
 
-def pool_entries(result: dict[str, Any], cfg: BuildConfig) -> Iterator[dict[str, Any]]:
+def pool_entries(result: VideoResult, cfg: TasksConfig) -> Iterator[dict[str, Any]]:
     """This video's clips that may serve as foreign needles elsewhere."""
     from vidcorpus.tasks.grounding import captions_by_clip
     from vidcorpus.tasks.niah import foreign_candidate, in_foreign_pool
@@ -22,35 +24,44 @@ def pool_entries(result: dict[str, Any], cfg: BuildConfig) -> Iterator[dict[str,
         return
     captions = captions_by_clip(result["tables"].get("annotations", []))
     for clip in result["clips"]:
-        if in_foreign_pool(clip["clip_id"], cfg.tasks):
-            yield foreign_candidate(clip, result["video"], cfg.tasks, captions.get(clip["clip_id"]))
+        if in_foreign_pool(clip["clip_id"], cfg):
+            yield foreign_candidate(clip, result["video"], cfg, captions.get(clip["clip_id"]))
 
 
-def add_tasks(result: dict[str, Any], pool: list[dict[str, Any]], cfg: BuildConfig, work_dir: str) -> dict[str, Any]:
-    """Plan this video's tasks, write its probe media (written mode) and export SFT/RL rows.
-    `pool` is the corpus's foreign-needle pool, sorted by clip id."""
+class MakeTasks(beam.DoFn):
+    """A video's result → a new result with its SFT/RL rows and probe files (or a `tasks`
+    failures row: a video whose tasks fail keeps its clips). The foreign-needle pool, sorted by
+    clip id, is the side input."""
+
+    def __init__(self, cfg: TasksConfig, splits: list[str], work_dir: str):
+        self.cfg, self.splits, self.work_dir = cfg, splits, work_dir
+
+    def process(self, result: VideoResult, pool: list[dict[str, Any]]):
+        yield make_tasks(result, pool, self.cfg, self.splits, self.work_dir)
+
+
+def make_tasks(result: VideoResult, pool: list[dict[str, Any]], cfg: TasksConfig, splits: list[str],
+               work_dir: str) -> VideoResult:
+    """Plan this video's tasks, write its probe media (written mode) and export SFT/RL rows."""
     from vidcorpus.tasks.build import plan_video_tasks
+    from vidcorpus.tasks.checks import validate_rows
     from vidcorpus.tasks.export import export_rows
     from vidcorpus.tasks.render import render_probe
-    from vidcorpus.tasks.schemas import validate_rows
 
     video = result["video"]
     if not video:
         return result
     try:
-        planned = plan_video_tasks(video, result["clips"], result["tables"].get("annotations", []), cfg.tasks, pool)
+        planned = plan_video_tasks(video, result["clips"], result["tables"].get("annotations", []), cfg, pool)
         probes = {}
-        if cfg.tasks.media_mode == "written":
+        if cfg.media_mode == "written":
             staged = staging_dir(work_dir, video["video_id"])
             for spec in planned.probes:
                 name = f"{spec.probe_id}.mp4"
-                storage.write_bytes(storage.join(staged, name), render_probe(spec, cfg.tasks.niah, opener=storage.open_read))
+                storage.write_bytes(storage.join(staged, name), render_probe(spec, cfg.niah, opener=storage.open_read))
                 probes[name] = name
-        sft, rl = export_rows(planned.tasks, cfg.tasks.export)
-        splits = list(cfg.shards.splits)
-        result["tables"]["sft"] = validate_rows("sft", sft, splits).to_pylist()
-        result["tables"]["rl"] = validate_rows("rl", rl, splits).to_pylist()
-        result["probes"] = probes
+        sft, rl = export_rows(planned.tasks, cfg.export)
+        tables = {"sft": validate_rows("sft", sft, splits).to_pylist(), "rl": validate_rows("rl", rl, splits).to_pylist()}
+        return {**result, "tables": {**result["tables"], **tables}, "probes": probes}
     except Exception as exc:  # noqa: BLE001 - a video whose tasks fail keeps its clips
-        result["failures"].append(failure_row(video["uri"], "tasks", exc, video["video_id"]))
-    return result
+        return {**result, "failures": result["failures"] + [failure_row(video["uri"], "tasks", exc, video["video_id"])]}

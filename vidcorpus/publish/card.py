@@ -8,7 +8,7 @@ with `webdataset` or the `datasets` WebDataset builder).
 
 Everything comes from the manifest and the tables, in sorted order, so one release always gives
 the same card. The card is written after the manifest and is not listed in it (see
-`vidcorpus.release_check`).
+`vidcorpus.publish.validate`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,17 @@ import pyarrow as pa
 import yaml
 
 from vidcorpus import storage
-from vidcorpus.release_check import (CARD, REPORT, read_manifest, read_table, release_title,
-                                     shard_members, shard_paths, shard_table, skipped_stages, table_of,
-                                     table_paths, table_schemas)
+from vidcorpus.release.layout import CARD, REPORT, shard_table, table_of
+from vidcorpus.release.reader import (
+    read_manifest,
+    read_table,
+    release_title,
+    shard_members,
+    shard_paths,
+    skipped_stages,
+    table_paths,
+)
+from vidcorpus.schemas import TABLES
 
 CORE_STAGES = ("discover", "probe", "decode", "scenes", "keyframes", "clips")
 OPTIONAL_STAGES = ("clip", "annotate", "tasks")
@@ -187,7 +195,7 @@ def tags(tables: dict[str, list[str]], has_shards: bool) -> list[str]:
 
 def config_order(tables: dict[str, list[str]]) -> list[str]:
     """Tables in the declared order (clips first: the default config), unknown tables after."""
-    declared = [t for t in table_schemas() if t in tables]
+    declared = [t for t in TABLES if t in tables]
     ordered = ["clips"] if "clips" in declared else []
     ordered += [t for t in declared if t not in ordered]
     return ordered + sorted(t for t in tables if t not in ordered)
@@ -308,7 +316,7 @@ def _layout(facts: ReleaseFacts) -> str:
 
 
 def _schemas(facts: ReleaseFacts) -> str:
-    schemas = table_schemas()
+    schemas = TABLES
     parts = []
     for table in config_order(facts.tables):
         schema = schemas.get(table)

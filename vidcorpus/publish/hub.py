@@ -25,9 +25,9 @@ from typing import Any
 
 from vidcorpus import storage
 from vidcorpus.publish.card import UNKNOWN, render_card, write_card
-from vidcorpus.release_check import (CARD, REPORT, read_manifest, read_table, release_version,
-                                     validate_release)
-from vidcorpus.sinks.manifest import MANIFEST
+from vidcorpus.publish.validate import validate_release
+from vidcorpus.release.layout import CARD, MANIFEST, REPORT
+from vidcorpus.release.reader import read_manifest, read_table, release_version
 
 log = logging.getLogger(__name__)
 REPO_TYPE = "dataset"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from vidcorpus.tasks.schemas import RL_SCHEMA, SFT_SCHEMA
-
 KEYFRAME = pa.struct([
     pa.field("timestamp_s", pa.float64(), nullable=False),
     pa.field("frame_index", pa.int64(), nullable=False),
@@ -97,6 +95,77 @@ ANNOTATIONS = pa.schema([
     pa.field("cache_hit", pa.bool_(), nullable=False),
     pa.field("verdicts", pa.string(), nullable=False),                # JSON
 ])
+
+# Task tables (`sft`, `rl`). Both share the task identity columns and a `media` list. A media
+# entry is a window of a source video (kind "window": uri + start_s/end_s in source seconds) or
+# a probe (kind "probe": edit_list JSON, and uri of its written MP4 relative to the release root
+# when probes are written). Message content parts point at media by media_index; image parts
+# also carry timestamp_s, the frame's time inside that media.
+
+MEDIA = pa.struct([
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("uri", pa.string()),
+    pa.field("duration_s", pa.float64(), nullable=False),
+    pa.field("start_s", pa.float64()),
+    pa.field("end_s", pa.float64()),
+    pa.field("clip_id", pa.string()),
+    pa.field("probe_id", pa.string()),
+    pa.field("label", pa.string()),
+    pa.field("edit_list", pa.string()),
+])
+
+CONTENT_PART = pa.struct([
+    pa.field("type", pa.string(), nullable=False),  # text | video | image
+    pa.field("text", pa.string()),
+    pa.field("media_index", pa.int32()),
+    pa.field("timestamp_s", pa.float64()),
+])
+
+MESSAGE = pa.struct([
+    pa.field("role", pa.string(), nullable=False),  # system | user | assistant
+    pa.field("content", pa.list_(CONTENT_PART), nullable=False),
+])
+
+TURN = pa.struct([
+    pa.field("from", pa.string(), nullable=False),  # system | human | gpt
+    pa.field("value", pa.string(), nullable=False),
+])
+
+FRAME_REF = pa.struct([
+    pa.field("media_index", pa.int32(), nullable=False),
+    pa.field("timestamp_s", pa.float64(), nullable=False),
+])
+
+_IDENTITY = [
+    pa.field("sample_id", pa.string(), nullable=False),
+    pa.field("task_id", pa.string(), nullable=False),
+    pa.field("family", pa.string(), nullable=False),  # niah | order | grounding
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("video_ids", pa.list_(pa.string()), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+    pa.field("source_ids", pa.list_(pa.string()), nullable=False),
+    pa.field("media", pa.list_(MEDIA), nullable=False),
+]
+
+SFT_SCHEMA = pa.schema(_IDENTITY + [
+    pa.field("media_as", pa.string(), nullable=False),  # video | frames
+    pa.field("messages", pa.list_(MESSAGE), nullable=False),  # OpenAI-style chat
+    pa.field("conversations", pa.list_(TURN), nullable=False),  # LLaVA-style, <video>/<image> tokens
+    pa.field("frames", pa.list_(FRAME_REF), nullable=False),  # one per <image> token, in order
+], metadata={"table": "sft"})
+
+RL_SCHEMA = pa.schema(_IDENTITY + [
+    pa.field("prompt", pa.string(), nullable=False),
+    pa.field("prompt_messages", pa.list_(MESSAGE), nullable=False),
+    pa.field("answer", pa.string(), nullable=False),  # reference answer, reward 1 by construction
+    pa.field("ground_truth", pa.string(), nullable=False),  # JSON, as `rewards.score` reads it
+    pa.field("reward_rule", pa.string(), nullable=False),
+    pa.field("options", pa.list_(pa.string()), nullable=False),
+    pa.field("difficulty", pa.float64(), nullable=False),
+    pa.field("meta", pa.string(), nullable=False),  # JSON: probe/needle/window details
+], metadata={"table": "rl"})
 
 FAILURES = pa.schema([
     pa.field("uri", pa.string(), nullable=False),

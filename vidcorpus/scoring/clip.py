@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler
 from PIL import Image
 
-from vidcorpus.scoring.clip_config import ClipConfig
+from vidcorpus.config.clip import ClipConfig
 
 __all__ = [
     "ClipConfig",

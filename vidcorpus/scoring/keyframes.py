@@ -20,9 +20,10 @@ from typing import IO, Sequence
 import av
 import cv2
 
-from vidcorpus.config import KeyframesConfig
+from vidcorpus.config.build import KeyframesConfig
 from vidcorpus.media.decode import Geometry, upright
-from vidcorpus.scoring.framestats import FrameStats
+from vidcorpus.media.framestats import FrameStats
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -113,8 +114,8 @@ def lower_thread_priority() -> None:
     """Run the calling thread at a lower priority (Linux, where niceness is per thread).
 
     Candidate JPEGs are off the decode pass's critical path: at a lower priority they take the
-    cycles that frame-threaded decoding leaves idle instead of competing with it (measured: the
-    pass goes ~6 % faster on 2 vCPUs). Elsewhere, or if refused, the thread runs as it was.
+    cycles that frame-threaded decoding leaves idle instead of competing with it. Elsewhere, or
+    if refused, the thread runs as it was.
     """
     if not sys.platform.startswith("linux"):
         return

@@ -23,7 +23,7 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from vidcorpus.scoring.clip_config import ClipConfig
+from vidcorpus.config.clip import ClipConfig
 from vidcorpus.scoring.selection import unit_rows
 
 TransitionAction = Literal["mark", "drop"]

@@ -4,7 +4,7 @@
 - `ordering`: shuffled clips of one video to put back in order
 - `grounding`: "when does <event> happen?" from captions and evidence-backed QA
 - `render`: probes written as MP4 (or kept as edit lists in reference mode)
-- `export` + `schemas`: rows of the `sft` and `rl` tables
+- `export`: rows of the `sft` and `rl` tables; `checks`: what those rows must satisfy beyond types
 - `rewards`: the reward rules a trainer imports (standard library only)
 - `build`: all of a video's tasks in one call
 

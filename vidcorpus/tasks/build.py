@@ -12,8 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from vidcorpus.splits import split_of
-from vidcorpus.tasks.config import TasksConfig
+from vidcorpus.config.tasks import TasksConfig
+from vidcorpus.ids import split_of
 from vidcorpus.tasks.grounding import captions_by_clip, plan_grounding_tasks
 from vidcorpus.tasks.niah import foreign_candidate, in_foreign_pool, plan_niah_probes, probe_tasks
 from vidcorpus.tasks.ordering import plan_ordering_tasks

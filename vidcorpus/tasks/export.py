@@ -24,7 +24,7 @@ import json
 import math
 from typing import Any, Iterable
 
-from vidcorpus.tasks.config import ExportConfig
+from vidcorpus.config.tasks import ExportConfig
 from vidcorpus.tasks.records import MediaRef, Task, format_seconds
 
 TASKS_VERSION = "tasks/v1"

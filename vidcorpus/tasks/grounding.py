@@ -20,16 +20,9 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Mapping, Sequence
 
-from vidcorpus.splits import split_of
-from vidcorpus.tasks.config import TasksConfig
-from vidcorpus.tasks.records import (
-    MediaRef,
-    Task,
-    child_id,
-    format_span,
-    round_time,
-    seeded_rng,
-)
+from vidcorpus.config.tasks import TasksConfig
+from vidcorpus.ids import child_id, split_of
+from vidcorpus.tasks.records import MediaRef, Task, format_span, round_time, seeded_rng
 from vidcorpus.tasks.rewards import normalize_text
 from vidcorpus.tasks.windows import clips_overlapping, contiguous_runs, window_covering
 

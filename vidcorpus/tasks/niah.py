@@ -28,10 +28,10 @@ import math
 import random
 from typing import Any, Iterable, Mapping, Sequence
 
+from vidcorpus.config.tasks import NiahConfig, TasksConfig
+from vidcorpus.ids import child_id, split_of, unit_hash
 from vidcorpus.media.decode import snap as snap_size
 from vidcorpus.media.needle import needle_layout
-from vidcorpus.splits import split_of
-from vidcorpus.tasks.config import NiahConfig, TasksConfig
 from vidcorpus.tasks.records import (
     EditList,
     MediaRef,
@@ -41,13 +41,11 @@ from vidcorpus.tasks.records import (
     Span,
     Task,
     TextOverlay,
-    child_id,
     format_span,
     round_time,
     seeded_rng,
 )
 from vidcorpus.tasks.rewards import normalize_text
-from vidcorpus.tasks.splits import unit_hash
 from vidcorpus.tasks.windows import clips_overlapping, contiguous_runs, run_span
 
 Clip = dict[str, Any]

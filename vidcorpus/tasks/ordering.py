@@ -13,9 +13,9 @@ import math
 import random
 from typing import Any, Mapping, Sequence
 
-from vidcorpus.splits import split_of
-from vidcorpus.tasks.config import TasksConfig
-from vidcorpus.tasks.records import MediaRef, Task, child_id, seeded_rng
+from vidcorpus.config.tasks import TasksConfig
+from vidcorpus.ids import child_id, split_of
+from vidcorpus.tasks.records import MediaRef, Task, seeded_rng
 
 Clip = dict[str, Any]
 

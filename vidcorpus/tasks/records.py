@@ -180,11 +180,6 @@ class Task(_Record):
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
-def child_id(parent: str, kind: str, position: int) -> str:
-    """Deterministic id of the `position`-th `kind` child of `parent` (no dots, sortable)."""
-    return f"{parent}_{kind}_{position:04d}"
-
-
 def seeded_rng(seed: int, *parts: Any) -> random.Random:
     """A random stream that depends only on the seed and the named parts (not on call order)."""
     key = json.dumps([seed, *parts], sort_keys=True, default=str)

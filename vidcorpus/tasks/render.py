@@ -32,9 +32,9 @@ import av
 import numpy as np
 from PIL import Image
 
+from vidcorpus.config.tasks import NiahConfig
 from vidcorpus.media.clips import x264_options
 from vidcorpus.media.needle import draw_needle
-from vidcorpus.tasks.config import NiahConfig
 from vidcorpus.tasks.records import EditList, ProbeSpec
 
 Opener = Callable[[str], Any]  # uri -> a path, or a binary file object (closed after use)

@@ -10,9 +10,6 @@ Files outside the manifest by design: `README.md` (the dataset card) and `report
 written after the manifest, from it, so they cannot be listed in it without a cycle; they are
 derived views that can be regenerated at any time, and validation ignores them. `.work/` is
 the build's staging area and never part of a release.
-
-The readers here (`read_manifest`, `table_paths`, `read_table`, `shard_members`) are shared
-with the dataset card, the report and the Hub upload, so every tool sees a release the same way.
 """
 
 from __future__ import annotations
@@ -20,127 +17,24 @@ from __future__ import annotations
 import json
 import tarfile
 from collections import Counter, defaultdict
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
 from vidcorpus import storage
-from vidcorpus.pipelines.build import WORK_DIR
-from vidcorpus.pipelines.release import RELEASE_DIRS, SAMPLE_TABLES
+from vidcorpus.release.layout import DERIVED_FILES, MANIFEST, RELEASE_DIRS, SAMPLE_TABLES, WORK_DIR, shard_table
+from vidcorpus.release.manifest import dataset_hash, file_entry
+from vidcorpus.release.parquet import read_parquet
+from vidcorpus.release.reader import list_files, read_manifest, shard_members, shard_paths, table_paths
+from vidcorpus.release.webdataset import sample_key
 from vidcorpus.schemas import TABLES, RecordError, check_record
 from vidcorpus.schemas.tables import with_embedding_dim
-from vidcorpus.sinks.manifest import MANIFEST, dataset_hash, file_entry
-from vidcorpus.tasks.schemas import TABLE_SCHEMAS as TASK_SCHEMAS
-from vidcorpus.tasks.schemas import row_problems
+from vidcorpus.tasks.checks import row_problems
 
-CARD = "README.md"
-REPORT = "report.html"
-DERIVED_FILES = (CARD, REPORT)
-"""Top-level files made from the manifest after it is written; never listed in it."""
-CHECKED_DIRS = RELEASE_DIRS
-"""Every file under these folders (those a build owns) must be listed in the manifest."""
 PRIMARY_KEYS = {"videos": "video_id", "clips": "clip_id", "annotations": "ann_id", "sft": "sample_id",
                 "rl": "sample_id"}
 MAX_ROW_PROBLEMS = 20
 """Row problems reported per file; the rest are counted, so one bad table cannot flood the report."""
-
-
-# --- reading a release ---------------------------------------------------------------------------
-
-def read_manifest(root: str) -> dict[str, Any]:
-    return json.loads(storage.read_bytes(storage.join(root, MANIFEST)))
-
-
-def release_version(manifest: dict[str, Any]) -> str:
-    """The manifest's `version`, or `v` + the first 12 hex digits of the dataset hash."""
-    return str(manifest.get("version") or f"v{manifest['dataset_hash'][:12]}")
-
-
-def release_title(manifest: dict[str, Any]) -> str:
-    """`<name> <version>` for a named release, else `vidcorpus release <version>`."""
-    return f"{manifest.get('name') or 'vidcorpus release'} {release_version(manifest)}"
-
-
-def table_schemas() -> dict[str, pa.Schema]:
-    """Every declared table schema: the core tables and the task exports."""
-    return {**TABLES, **TASK_SCHEMAS}
-
-
-def table_of(relpath: str) -> str | None:
-    """The table a release file belongs to: `data/<table>/*.parquet` or `failures/*.parquet`."""
-    parts = relpath.split("/")
-    if not parts[-1].endswith(".parquet"):
-        return None
-    if parts[0] == "failures" and len(parts) == 2:
-        return "failures"
-    if parts[0] == "data" and len(parts) == 3:
-        return parts[1]
-    return None
-
-
-def table_paths(manifest: dict[str, Any]) -> dict[str, list[str]]:
-    """Table name -> its Parquet files in the manifest, sorted, tables in name order."""
-    tables: dict[str, list[str]] = defaultdict(list)
-    for entry in manifest["files"]:
-        table = table_of(entry["path"])
-        if table:
-            tables[table].append(entry["path"])
-    return {name: sorted(paths) for name, paths in sorted(tables.items())}
-
-
-def shard_paths(manifest: dict[str, Any]) -> list[str]:
-    paths = (e["path"] for e in manifest["files"])
-    return sorted(p for p in paths if p.startswith("shards/") and p.endswith(".tar"))
-
-
-def read_parquet_file(root: str, relpath: str, columns: list[str] | None = None) -> pa.Table:
-    with storage.open_read(storage.join(root, relpath)) as f:
-        return pq.read_table(pa.BufferReader(f.read()), columns=columns)
-
-
-def read_table(root: str, manifest: dict[str, Any], table: str,
-               columns: list[str] | None = None) -> pa.Table | None:
-    """All files of one table concatenated (only `columns` that exist, when given), or None when
-    the release has no such table."""
-    paths = table_paths(manifest).get(table)
-    if not paths:
-        return None
-    if columns is not None:
-        with storage.open_read(storage.join(root, paths[0])) as f:
-            present = pq.read_schema(f).names
-        columns = [c for c in columns if c in present]
-    return pa.concat_tables([read_parquet_file(root, p, columns) for p in paths])
-
-
-def skipped_stages(manifest: dict[str, Any]) -> dict[str, str]:
-    """Stage -> reason, from the manifest's `skipped_stages` (a mapping, or a bare list of names)."""
-    skipped = manifest.get("skipped_stages") or {}
-    return {name: "" for name in skipped} if isinstance(skipped, list) else dict(skipped)
-
-
-def shard_members(root: str, relpath: str) -> Iterator[tuple[str, bytes]]:
-    """(member name, bytes) of one tar shard, streamed in file order (works for remote files too)."""
-    with storage.open_read(storage.join(root, relpath)) as f:
-        with tarfile.open(fileobj=f, mode="r|*") as tar:
-            for member in tar:
-                if member.isfile():
-                    data = tar.extractfile(member)
-                    yield member.name, data.read() if data else b""
-
-
-def sample_key(member: str) -> str:
-    """WebDataset sample key of a member: the name up to its first dot (clip ids hold no dots)."""
-    return member.split("/")[-1].split(".", 1)[0]
-
-
-def list_files(root: str, folder: str) -> list[str]:
-    """Paths relative to `root` of every file under `folder`, through Beam FileSystems."""
-    base = storage.join(root, folder)
-    matched = FileSystems.match([storage.join(base, "**")])[0].metadata_list
-    prefix = root.rstrip("/") + "/"
-    return sorted(m.path[len(prefix):] if m.path.startswith(prefix) else m.path for m in matched)
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -203,7 +97,7 @@ def _file_problems(root: str, manifest: dict[str, Any], present: set[str]) -> li
 def _unlisted_problems(root: str, manifest: dict[str, Any]) -> list[str]:
     listed = {e["path"] for e in manifest["files"]}
     return [f"{path}: not listed in {MANIFEST} (stray file)"
-            for folder in CHECKED_DIRS for path in list_files(root, folder) if path not in listed]
+            for folder in RELEASE_DIRS for path in list_files(root, folder) if path not in listed]
 
 
 def _hash_problems(manifest: dict[str, Any]) -> list[str]:
@@ -216,7 +110,7 @@ def _hash_problems(manifest: dict[str, Any]) -> list[str]:
 def _check_tables(root: str, manifest: dict[str, Any], present: set[str]
                   ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     """Schema and rows of every table; returns the rows of tables whose files were all readable."""
-    schemas = table_schemas()
+    schemas = TABLES
     splits = sorted(((manifest.get("config") or {}).get("shards") or {}).get("splits") or {}) or None
     tables: dict[str, list[dict[str, Any]]] = {}
     problems: list[str] = []
@@ -232,7 +126,7 @@ def _check_tables(root: str, manifest: dict[str, Any], present: set[str]
                 complete = False
                 continue
             try:
-                data = read_parquet_file(root, path)
+                data = read_parquet(storage.join(root, path))
             except (OSError, pa.ArrowException) as exc:
                 problems.append(f"{path}: not a readable Parquet file: {exc}")
                 complete = False
@@ -289,7 +183,7 @@ def _row_problems(path: str, table: str, rows: list[dict[str, Any]], splits: lis
                 check_record(table, row)
             except RecordError as exc:
                 problems.append(f"{path}: {label}: {exc}")
-        if table in TASK_SCHEMAS:
+        if table in SAMPLE_TABLES:
             problems += [f"{path}: {label}: {p}" for p in row_problems(table, row, splits)]
     if len(problems) > MAX_ROW_PROBLEMS:
         problems = problems[:MAX_ROW_PROBLEMS] + [f"{path}: {len(problems) - MAX_ROW_PROBLEMS} more row problems"]
@@ -319,13 +213,6 @@ def _reference_problems(tables: dict[str, list[dict[str, Any]]]) -> list[str]:
     videos = {v["video_id"] for v in tables["videos"]}
     orphans = sorted({c["video_id"] for c in tables["clips"]} - videos)
     return [f"table clips: video_id {v!r} is not in table videos" for v in orphans[:MAX_ROW_PROBLEMS]]
-
-
-def shard_table(relpath: str) -> str:
-    """The table whose rows a shard carries: `<table>-<split>-N.tar` for task samples (JSON only),
-    `<split>-N.tar` for clips (JSON, keyframe JPEGs, MP4)."""
-    prefix = relpath.split("/")[-1].split("-", 1)[0]
-    return prefix if prefix in SAMPLE_TABLES else "clips"
 
 
 def _shard_problems(root: str, manifest: dict[str, Any], present: set[str],

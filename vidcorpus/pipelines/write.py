@@ -15,18 +15,17 @@ from typing import Any, Iterable
 import pyarrow as pa
 
 from vidcorpus import storage
-from vidcorpus.pipelines.scan import staging_dir
+from vidcorpus.pipelines.staging import staging_dir
+from vidcorpus.release.layout import SAMPLE_TABLES
+from vidcorpus.release.manifest import file_entry
+from vidcorpus.release.parquet import ROWS_PER_FILE, part_names, write_parquet
+from vidcorpus.release.webdataset import shard_name, write_shard
 from vidcorpus.schemas import TABLES
 from vidcorpus.schemas.tables import EMBEDDING_TABLES, with_embedding_dim
-from vidcorpus.sinks.manifest import file_entry
-from vidcorpus.sinks.parquet import ROWS_PER_FILE, part_names, write_parquet
-from vidcorpus.sinks.webdataset import shard_name, write_shard
 
-RELEASE_DIRS = ("data", "shards", "failures", "probes")
 SORT_KEYS = {"videos": ("video_id",), "clips": ("clip_id",), "frames": ("clip_id", "timestamp_s"),
              "annotations": ("ann_id",), "sft": ("sample_id",), "rl": ("sample_id",),
              "failures": ("uri", "stage", "item_id")}
-SAMPLE_TABLES = ("sft", "rl")   # also written as JSON-only WebDataset shards
 INPUT_STAGES = ("discover", "probe", "decode", "scenes", "keyframes", "clips", "validate")
 """Stages whose failure (with no item id) means the input produced no video at all."""
 
@@ -182,11 +181,3 @@ def _sample(key: str, row: dict[str, Any], files: dict[str, Any], work_dir: str)
             sample["mp4"] = storage.read_bytes(storage.join(staged, files["mp4"]))
     return sample
 
-
-def clear_release(root: str) -> None:
-    """Remove an unfinished or earlier build's outputs (never the work directory) before
-    writing anew; the manifest goes first, so a half-cleared release never looks finished."""
-    for name in ("manifest.json", "README.md", "report.html"):
-        storage.delete(storage.join(root, name))
-    for folder in RELEASE_DIRS:
-        storage.delete(storage.join(root, folder))

@@ -1,4 +1,4 @@
-"""Parquet writer: one table from rows and its schema, byte-identical for identical rows."""
+"""Parquet, read and written: one table from rows and its schema, byte-identical for identical rows."""
 
 from __future__ import annotations
 
@@ -19,9 +19,15 @@ def write_parquet(rows: Sequence[dict[str, Any]], schema: pa.Schema, uri: str) -
         pq.write_table(table, f, compression="zstd", write_statistics=True)
 
 
-def read_parquet(uri: str) -> pa.Table:
+def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file (any storage scheme), optionally only `columns`."""
     with storage.open_read(uri) as f:
-        return pq.read_table(pa.BufferReader(f.read()))
+        return pq.read_table(pa.BufferReader(f.read()), columns=columns)
+
+
+def read_parquet_schema(uri: str) -> pa.Schema:
+    with storage.open_read(uri) as f:
+        return pq.read_schema(f)
 
 
 def part_names(count: int) -> list[str]:

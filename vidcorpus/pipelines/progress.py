@@ -10,7 +10,7 @@ import sys
 import threading
 
 from vidcorpus import storage
-from vidcorpus.pipelines.segment import RESULT
+from vidcorpus.pipelines.staging import RESULT
 
 
 class Progress:

@@ -10,28 +10,30 @@ same bytes. Like the card, the report is derived from the manifest and is not li
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 from collections import Counter, defaultdict
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import pyarrow as pa
 from PIL import Image
 
 from vidcorpus import storage
 from vidcorpus.publish.card import flatten
-from vidcorpus.release_check import REPORT, read_manifest, read_table, release_title, shard_members, skipped_stages
+from vidcorpus.publish.charts import (
+    PALETTE,
+    bar_chart_svg,
+    escape,
+    fmt,
+    histogram_svg,
+    stacked_bar_chart_svg,
+)
+from vidcorpus.release.layout import REPORT
+from vidcorpus.release.reader import read_manifest, read_table, release_title, shard_members, skipped_stages
 
 THUMBNAILS = 24
 THUMB_SIZE = 160
 THUMB_QUALITY = 75
-CHART_WIDTH = 720
-LABEL_WIDTH = 240
-ROW_HEIGHT = 22
-PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-           "#9c755f", "#bab0ac")
 REPORT_COLUMNS = {
     "videos": ["video_id"],
     "clips": ["clip_id", "video_id", "duration_s", "start_s", "end_s", "keyframes", "shard"],
@@ -64,7 +66,7 @@ def write_report(release_dir: str) -> str:
 def render_report(root: str) -> str:
     manifest = read_manifest(root)
     tables = {name: read_table(root, manifest, name, columns) for name, columns in REPORT_COLUMNS.items()}
-    title = _e(release_title(manifest))
+    title = escape(release_title(manifest))
     sections = [
         summary_section(manifest),
         durations_section(tables.get("clips")),
@@ -85,8 +87,8 @@ def summary_section(manifest: dict[str, Any]) -> str:
     rows = flatten(manifest.get("counts") or {})
     skipped = skipped_stages(manifest)
     text = (f'<section id="summary"><h2>Summary</h2>\n<p class="note">dataset hash '
-            f"<code>{_e(manifest.get('dataset_hash', ''))}</code>, "
-            f"vidcorpus {_e(manifest.get('vidcorpus_version', '?'))}</p>\n{html_table(('what', 'count'), rows)}")
+            f"<code>{escape(manifest.get('dataset_hash', ''))}</code>, "
+            f"vidcorpus {escape(manifest.get('vidcorpus_version', '?'))}</p>\n{html_table(('what', 'count'), rows)}")
     if skipped:
         text += "\n<h3>Skipped stages</h3>\n" + html_table(("stage", "reason"), sorted(skipped.items()))
     return text + "</section>"
@@ -139,7 +141,7 @@ def tokens_section(manifest: dict[str, Any], annotations: pa.Table | None) -> st
     token_bars = [(key, value) for key, value in usage if "token" in key]
     if token_bars:
         parts.append(bar_chart_svg(token_bars, "tokens"))
-    other = [(key, _fmt(value)) for key, value in usage if "token" not in key]
+    other = [(key, fmt(value)) for key, value in usage if "token" not in key]
     if other:
         parts.append(html_table(("usage", "value"), other))
     if annotations is not None and {"tokens_in", "tokens_out"} <= set(annotations.column_names):
@@ -177,9 +179,9 @@ def thumbnails_section(root: str, clips: pa.Table | None) -> str:
         data = images.get(clip["clip_id"])
         if data is None:
             continue
-        caption = f"{_e(clip['clip_id'])}<br>{clip['start_s']:.2f}–{clip['end_s']:.2f} s"
+        caption = f"{escape(clip['clip_id'])}<br>{clip['start_s']:.2f}–{clip['end_s']:.2f} s"
         source = f"data:image/jpeg;base64,{thumbnail_b64(data)}"
-        figures.append(f'<figure><img alt="{_e(clip["clip_id"])}" src="{source}">'
+        figures.append(f'<figure><img alt="{escape(clip["clip_id"])}" src="{source}">'
                        f"<figcaption>{caption}</figcaption></figure>")
     body = f'<div class="grid">{"".join(figures)}</div>' if figures else _note("No keyframes in the shards.")
     return f'<section id="thumbnails"><h2>Keyframes</h2>\n{body}</section>'
@@ -229,95 +231,16 @@ def thumbnail_b64(jpeg: bytes) -> str:
     return base64.b64encode(out.getvalue()).decode("ascii")
 
 
-# --- SVG charts ----------------------------------------------------------------------------------
-
-def bar_chart_svg(bars: Sequence[tuple[str, float]], unit: str) -> str:
-    """Horizontal bars, one per (label, value), value printed at the end of each bar."""
-    rows = [(label, {unit: value}) for label, value in bars]
-    return stacked_bar_chart_svg(rows, [unit], {unit: PALETTE[0]}, unit, legend=False)
-
-
-def stacked_bar_chart_svg(rows: Sequence[tuple[str, dict[str, float]]], series: Sequence[str],
-                          colors: dict[str, str], unit: str, legend: bool = True) -> str:
-    """Horizontal stacked bars: one row per label, one segment per series, total at the end."""
-    top = 24 if legend else 4
-    height = top + ROW_HEIGHT * len(rows) + 4
-    span = CHART_WIDTH - LABEL_WIDTH - 70
-    largest = max((sum(values.values()) for _, values in rows), default=0) or 1
-    parts = [f'<svg role="img" aria-label="{_e(unit)}" width="{CHART_WIDTH}" height="{height}" '
-             f'viewBox="0 0 {CHART_WIDTH} {height}">']
-    if legend:
-        x = LABEL_WIDTH
-        for name in series:
-            parts.append(f'<rect x="{x}" y="4" width="12" height="12" fill="{colors[name]}"/>'
-                         f'<text x="{x + 16}" y="14">{_e(name)}</text>')
-            x += 24 + 8 * len(name)
-    for i, (label, values) in enumerate(rows):
-        y = top + i * ROW_HEIGHT
-        parts.append(f'<text x="{LABEL_WIDTH - 6}" y="{y + 15}" text-anchor="end">{_e(_clip_label(label))}</text>')
-        x = float(LABEL_WIDTH)
-        for name in series:
-            value = values.get(name, 0)
-            width = span * value / largest
-            if width > 0:
-                tip = _e(f"{label}: {name} {_fmt(value)}")
-                parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{width:.1f}" height="{ROW_HEIGHT - 6}" '
-                             f'fill="{colors[name]}"><title>{tip}</title></rect>')
-                x += width
-        parts.append(f'<text x="{x + 4:.1f}" y="{y + 15}">{_fmt(sum(values.values()))}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def histogram_svg(values: Sequence[float], x_label: str, unit: str, bins: int = 12) -> str:
-    """Vertical histogram with the bin edges on the x axis and counts above the bars."""
-    counts, edges = histogram(values, bins)
-    width, height, left, bottom, top = CHART_WIDTH, 240, 50, 40, 20
-    plot_w, plot_h = width - left - 20, height - bottom - top
-    largest = max(counts) or 1
-    bar_w = plot_w / len(counts)
-    parts = [f'<svg role="img" aria-label="{_e(x_label)}" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}">',
-             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#888"/>']
-    for i, count in enumerate(counts):
-        x = left + i * bar_w
-        h = plot_h * count / largest
-        tip = f"{_fmt(edges[i])}–{_fmt(edges[i + 1])}: {count} {_e(unit)}"
-        parts.append(f'<rect x="{x + 1:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" '
-                     f'fill="{PALETTE[0]}"><title>{tip}</title></rect>')
-        if count:
-            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h - h - 3:.1f}" '
-                         f'text-anchor="middle">{count}</text>')
-    step = max(1, len(edges) // 7)
-    for i in range(0, len(edges), step):
-        x = left + i * bar_w
-        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_fmt(edges[i])}</text>')
-    parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">{_e(x_label)}</text>')
-    parts.append(f'<text x="12" y="{top + plot_h / 2:.1f}" transform="rotate(-90 12 {top + plot_h / 2:.1f})" '
-                 f'text-anchor="middle">{_e(unit)}</text></svg>')
-    return "".join(parts)
-
-
-def histogram(values: Sequence[float], bins: int) -> tuple[list[int], list[float]]:
-    """Counts and edges over [min, max]; one bin when every value is the same."""
-    data = np.asarray(values, dtype=np.float64)
-    lo, hi = float(data.min()), float(data.max())
-    if hi - lo <= 1e-9 * max(1.0, abs(hi)):   # equal up to rounding: numpy cannot bin that range
-        return [int(data.size)], [lo, lo + 1.0]
-    counts, edges = np.histogram(data, bins=min(bins, max(1, data.size)), range=(lo, hi))
-    return [int(c) for c in counts], [float(e) for e in edges]
-
-
 # --- small helpers -------------------------------------------------------------------------------
 
 def html_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _cell(value: Any) -> str:
-    return f'<td class="n">{_fmt(value)}</td>' if _is_number(value) else f"<td>{_e(str(value))}</td>"
+    return f'<td class="n">{fmt(value)}</td>' if _is_number(value) else f"<td>{escape(str(value))}</td>"
 
 
 def _column(table: pa.Table | None, name: str) -> list[Any]:
@@ -340,18 +263,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _fmt(value: Any) -> str:
-    number = float(value)
-    return str(int(number)) if number.is_integer() and abs(number) < 1e15 else f"{number:.4g}"
 
 
-def _clip_label(label: str, limit: int = 36) -> str:
-    return label if len(label) <= limit else label[:limit - 1] + "…"
 
 
 def _note(text: str) -> str:
-    return f'<p class="note">{_e(text)}</p>'
+    return f'<p class="note">{escape(text)}</p>'
 
-
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)

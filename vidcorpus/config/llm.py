@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from vidcorpus.config.base import Section
 
 ANNOTATORS = ("caption", "summary", "qa", "cot", "blind")
 """Every LLM call site: clip captions, video summary, grounded QA, CoT traces, blind check."""
@@ -21,11 +23,7 @@ ANNOTATORS = ("caption", "summary", "qa", "cot", "blind")
 ImageDetail = Literal["low", "high", "auto"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EndpointConfig(_Section):
+class EndpointConfig(Section):
     """Per-annotator overrides; None falls back to the section defaults."""
 
     enabled: bool = True
@@ -36,7 +34,7 @@ class EndpointConfig(_Section):
     max_tokens: int | None = Field(None, ge=1)
 
 
-class AnnotatorConfig(_Section):
+class AnnotatorConfig(Section):
     enabled: bool = True
     base_url: str | None = None
     """OpenAI-compatible base URL (e.g. `http://localhost:8000/v1`); None reads `OPENAI_BASE_URL`."""

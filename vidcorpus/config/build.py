@@ -11,17 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from vidcorpus.annotators.config import AnnotatorConfig
-from vidcorpus.runners import DataflowConfig
-from vidcorpus.scoring.clip_config import ClipConfig
-from vidcorpus.tasks.config import TasksConfig
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+from vidcorpus.config.base import Section
+from vidcorpus.config.clip import ClipConfig
+from vidcorpus.config.llm import AnnotatorConfig
+from vidcorpus.config.runner import DataflowConfig, RunnerConfig
+from vidcorpus.config.tasks import TasksConfig
 
 VIDEO_EXTENSIONS = (
     "mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "mts", "m2ts",
@@ -39,14 +35,6 @@ class InputConfig(Section):
 class IdsConfig(Section):
     hash: Literal["sampled", "full"] = "sampled"
     """`sampled`: sha256 over the size and three 1 MiB windows; `full`: sha256 of every byte."""
-
-
-class RunnerConfig(Section):
-    name: Literal["direct", "dataflow"] = "direct"
-    """`direct`: Beam's DirectRunner on this machine; `dataflow`: Google Cloud Dataflow (`dataflow:`)."""
-    mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
-    workers: int = Field(1, ge=1)
-    progress: bool = True
 
 
 class ProbeConfig(Section):
@@ -95,7 +83,7 @@ class KeyframesConfig(Section):
     jpeg_quality: int = Field(90, ge=1, le=100)
 
 
-class ClipsConfig(Section):
+class ClipMp4Config(Section):
     mode: Literal["off", "copy", "reencode"] = "copy"
     """`copy`: stream copy when both cut points are key frames, else re-encode."""
 
@@ -140,9 +128,11 @@ class BuildConfig(Section):
     decode: DecodeConfig = DecodeConfig()
     scenes: ScenesConfig = ScenesConfig()
     keyframes: KeyframesConfig = KeyframesConfig()
-    clips: ClipsConfig = ClipsConfig()
+    clip_mp4: ClipMp4Config = Field(ClipMp4Config(), alias="clips")
+    """How each clip's MP4 is made (recipe key `clips`)."""
     shards: ShardsConfig = ShardsConfig()
-    clip: ClipConfig = ClipConfig()
+    clip_model: ClipConfig = Field(ClipConfig(), alias="clip")
+    """The CLIP model and what the build does with its embeddings (recipe key `clip`)."""
     llm: AnnotatorConfig = AnnotatorConfig()
     tasks: TasksConfig = TasksConfig()
     publish: PublishConfig = PublishConfig()
@@ -163,9 +153,9 @@ class BuildConfig(Section):
 
     @model_validator(mode="after")
     def _embedding_modes_need_clip(self) -> "BuildConfig":
-        if self.keyframes.mode != "uniform" and not self.clip.enabled:
+        if self.keyframes.mode != "uniform" and not self.clip_model.enabled:
             raise ValueError(f"keyframes.mode={self.keyframes.mode} needs clip.enabled=true")
-        if self.keyframes.mode == "query" and not self.clip.queries:
+        if self.keyframes.mode == "query" and not self.clip_model.queries:
             raise ValueError("keyframes.mode=query needs at least one entry in clip.queries")
         return self
 
@@ -219,5 +209,5 @@ def _describe(exc: ValidationError) -> str:
 
 
 def config_to_dict(config: BuildConfig) -> dict[str, Any]:
-    """Plain JSON-able form, as recorded in the manifest."""
-    return config.model_dump(mode="json")
+    """Plain JSON-able form under the recipe's keys, as recorded in the manifest."""
+    return config.model_dump(mode="json", by_alias=True)

@@ -10,8 +10,8 @@ from importlib import metadata
 from typing import Any, Iterable
 
 from vidcorpus import __version__, storage
+from vidcorpus.release.layout import MANIFEST
 
-MANIFEST = "manifest.json"
 RECORDED_PACKAGES = ("apache-beam", "av", "scenedetect", "opencv-python-headless", "numpy", "pyarrow",
                      "webdataset", "pydantic", "open_clip_torch", "torch", "openai")
 

@@ -1,4 +1,4 @@
-"""WebDataset writer: tar shards of samples, each sample's members named `<key>.<ext>`.
+"""WebDataset, read and written: tar shards of samples, each sample's members named `<key>.<ext>`.
 
 Written with the standard library's tarfile in the WebDataset layout (the `webdataset`
 package's own writer would import torch into every worker just to write tars). Member times,
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from vidcorpus import storage
 
@@ -38,3 +38,18 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def shard_name(split: str, index: int) -> str:
     return f"{split}-{index:06d}.tar"
+
+
+def read_shard(uri: str) -> Iterator[tuple[str, bytes]]:
+    """(member name, bytes) of one tar shard, streamed in file order (works for remote files too)."""
+    with storage.open_read(uri) as f:
+        with tarfile.open(fileobj=f, mode="r|*") as tar:
+            for member in tar:
+                if member.isfile():
+                    data = tar.extractfile(member)
+                    yield member.name, data.read() if data else b""
+
+
+def sample_key(member: str) -> str:
+    """WebDataset sample key of a member: the name up to its first dot (clip ids hold no dots)."""
+    return member.split("/")[-1].split(".", 1)[0]
