@@ -174,7 +174,7 @@ def test_foreign_clip_appears_exactly_in_its_span(corpus):
     for spec in specs:
         (needle,) = spec.needles
         assert needle.video_id == "vforeign00000001" and 1.0 <= needle.span.duration_s <= 4.0
-        assert spec.edit.duration_s == pytest.approx(spec.haystack_s + needle.span.duration_s)
+        assert spec.edit.duration_s == pytest.approx(spec.haystack_s)  # trimmed haystack: the length says nothing
         frames = decode(render_probe(spec, config.niah))
         assert len(frames) == round(spec.edit.duration_s * FPS)
         for time_s, rgb in frames:
@@ -187,9 +187,11 @@ def test_foreign_clip_appears_exactly_in_its_span(corpus):
 
 def test_multi_needle_words_appear_in_their_spans_in_order(corpus):
     config = make_config(["multi"], haystack_s=(16.0,), probes=1)
+    config.niah.needle_s = (1.0, 1.5)  # room for five needles in 16 s
+    config.niah.multi_counts = (2, 5)
     (spec,) = plan(corpus, config)
     words = [n.text for n in spec.needles]
-    assert 2 <= len(words) <= config.niah.multi_k and len(set(words)) == len(words)
+    assert 2 <= len(words) <= 5 and len(set(words)) == len(words)
     starts = [n.span.start_s for n in spec.needles]
     assert starts == sorted(starts)
     overlays = [s.overlay for s in spec.edit.segments if s.overlay]

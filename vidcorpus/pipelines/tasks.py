@@ -46,7 +46,7 @@ def add_tasks(result: dict[str, Any], pool: list[dict[str, Any]], cfg: BuildConf
                 name = f"{spec.probe_id}.mp4"
                 storage.write_bytes(storage.join(staged, name), render_probe(spec, cfg.tasks.niah, opener=storage.open_read))
                 probes[name] = name
-        sft, rl = export_rows(planned.tasks, cfg.tasks.export)
+        sft, rl = export_rows(planned.tasks, cfg.tasks)
         splits = list(cfg.shards.splits)
         result["tables"]["sft"] = validate_rows("sft", sft, splits).to_pylist()
         result["tables"]["rl"] = validate_rows("rl", rl, splits).to_pylist()

@@ -49,7 +49,7 @@ class NiahConfig(_Strict):
     foreign_pool_fraction: float = Field(
         0.25, gt=0.0, le=1.0, description="share of clips (by id hash) eligible as foreign needles"
     )
-    multi_k: int = Field(3, ge=2, le=8)
+    multi_counts: tuple[int, int] = Field((1, 5), description="fewest and most needles of a multi probe (uniform)")
     choice_options: int = Field(4, ge=2, le=8)
     fps: float | None = Field(None, gt=0, description="frame rate of probe media; None: source rate")
     max_fps: float = Field(30.0, gt=0)
@@ -58,6 +58,13 @@ class NiahConfig(_Strict):
     crf: int = Field(23, ge=0, le=51)
     preset: str = "veryfast"
     encode_threads: int = Field(1, ge=1, description="fixed so written bytes do not depend on the host")
+
+    @field_validator("multi_counts")
+    @classmethod
+    def _count_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= value[0] <= value[1] <= 8:
+            raise ValueError("expected 1 <= fewest <= most <= 8")
+        return value
 
     @field_validator("needle_s", "foreign_s")
     @classmethod
@@ -122,6 +129,9 @@ class TasksConfig(_Strict):
     enabled: bool = True
     seed: int = 0
     media_mode: MediaMode = "written"
+    rl_share: float = Field(0.5, ge=0.0, le=1.0, description="share of tasks (by probe or task) exported for RL "
+                            "instead of SFT")
+    rl_overlap: bool = Field(False, description="export every task to both tables (RL then repeats what SFT taught)")
     niah: NiahConfig = Field(default_factory=NiahConfig)
     ordering: OrderingConfig = Field(default_factory=OrderingConfig)
     grounding: GroundingConfig = Field(default_factory=GroundingConfig)

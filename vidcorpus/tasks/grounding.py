@@ -17,6 +17,8 @@ or that fill most of it are skipped.
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -152,7 +154,7 @@ def _grounding_task(task_id: str, kind: str, video: Mapping[str, Any], split: st
     covered = sum(e - s for s, e in shifted)
     if covered > MAX_EVENT_SHARE * (end - start):
         return None
-    truth = [[round_time(s), round_time(e)] for s, e in shifted]
+    truth = {"spans": [[round_time(s), round_time(e)] for s, e in shifted], "duration_s": round_time(end - start)}
     return Task(
         task_id=task_id, family="grounding", kind=kind, video_id=video["video_id"],
         video_ids=[video["video_id"]], split=split, source_ids=source_ids,
@@ -161,6 +163,12 @@ def _grounding_task(task_id: str, kind: str, video: Mapping[str, Any], split: st
         reward_rule="temporal_iou", difficulty=round(min(1.0, max(0.0, 1.0 - covered / (end - start))), 4),
         meta={**meta, "window_source": [start, end], "event_source": [list(s) for s in events]},
     )
+
+
+def grounding_task_id(video_id: str, parent: str) -> str:
+    """The video's id and a hash of the annotation asked about: the clip index a caption's id
+    carries would tell roughly when the event happens."""
+    return f"{video_id}_ground_{hashlib.sha256(parent.encode()).hexdigest()[:10]}"
 
 
 def plan_grounding_tasks(
@@ -212,13 +220,13 @@ def plan_grounding_tasks(
             if _caption_is_ambiguous(clip, clips_overlapping(run, *window), captions):
                 continue
             task = _grounding_task(
-                child_id(parent, "ground", 0), "grounding_caption", video, split, window, events,
+                grounding_task_id(video_id, parent), "grounding_caption", video, split, window, events,
                 CAPTION_QUESTION.format(event=captions[clip["clip_id"]].rstrip(".")), SPAN_FORMAT,
                 [parent, clip["clip_id"]], {"source": "caption", "clip_id": clip["clip_id"]})
         else:
             question = str(annotation_payload(item)["question"]).strip()
             task = _grounding_task(
-                child_id(parent, "ground", 0), "grounding_qa", video, split, window, events,
+                grounding_task_id(video_id, parent), "grounding_qa", video, split, window, events,
                 QA_QUESTION.format(question=question), SPANS_FORMAT if len(events) > 1 else SPAN_FORMAT,
                 [parent], {"source": "qa", "answer": annotation_payload(item).get("answer")})
         if task is not None:

@@ -45,12 +45,14 @@ def draw_distinct_clips(clips: Sequence[Clip], k: int, rng: random.Random) -> li
 
 
 def shuffled_presentation(k: int, rng: random.Random) -> list[int]:
-    """A permutation of range(k) that is never the identity (presented slot -> time rank)."""
-    order = list(range(k))
-    rng.shuffle(order)
-    if order == sorted(order):
-        order = order[1:] + order[:1]
-    return order
+    """A permutation of range(k), uniform over all but the identity (presented slot -> time
+    rank): Fisher-Yates shuffles with the seeded RNG, drawn again when one comes out in order."""
+    identity = list(range(k))
+    while True:
+        order = identity[:]
+        rng.shuffle(order)
+        if order != identity:
+            return order
 
 
 def clip_window(clip: Clip, uri: str, max_clip_s: float) -> MediaRef:

@@ -1,10 +1,14 @@
 """Arrow schemas of the `sft` and `rl` tables, and their validation.
 
-Both tables share the task identity columns and a `media` list. A media entry is a window of
-a source video (``kind="window"``: ``uri`` + ``start_s``/``end_s`` in source seconds) or a
-probe (``kind="probe"``: ``edit_list`` JSON, and ``uri`` of its written MP4 relative to the
-release root when probes are written). Message content parts point at media by
-``media_index``; image parts also carry ``timestamp_s``, the frame's time inside that media.
+Both tables share the task identity columns, a `media` list and an `answer_key`. A media
+entry is what a model may be told: an opaque ``media_id``, the ``uri`` (a source video for a
+``kind="window"``, the written MP4 relative to the release root for a ``kind="probe"``, none in
+reference mode), the duration and a label. The `answer_key` JSON holds what the answer could be
+read from and what only a loader needs: per media id the window's source ``start_s``/``end_s``,
+clip and probe ids and the probe's ``edit_list``; the task's source ids; its meta (needles,
+source spans). Loaders read it to assemble media and never forward it. Message content parts
+point at media by ``media_index``; image parts also carry ``timestamp_s``, the frame's time
+inside that media.
 
 Validation goes beyond types: ids unique, splits known, media indices in range, edit lists
 well formed, and for RL rows the stored reference answer must earn reward 1 under the row's
@@ -24,15 +28,11 @@ from vidcorpus.tasks.rewards import REWARD_RULES, score
 
 MEDIA = pa.struct([
     pa.field("kind", pa.string(), nullable=False),
+    pa.field("media_id", pa.string(), nullable=False),  # opaque: a hash, no time order
     pa.field("video_id", pa.string(), nullable=False),
     pa.field("uri", pa.string()),
     pa.field("duration_s", pa.float64(), nullable=False),
-    pa.field("start_s", pa.float64()),
-    pa.field("end_s", pa.float64()),
-    pa.field("clip_id", pa.string()),
-    pa.field("probe_id", pa.string()),
     pa.field("label", pa.string()),
-    pa.field("edit_list", pa.string()),
 ])
 
 CONTENT_PART = pa.struct([
@@ -65,8 +65,8 @@ _IDENTITY = [
     pa.field("video_id", pa.string(), nullable=False),
     pa.field("video_ids", pa.list_(pa.string()), nullable=False),
     pa.field("split", pa.string(), nullable=False),
-    pa.field("source_ids", pa.list_(pa.string()), nullable=False),
     pa.field("media", pa.list_(MEDIA), nullable=False),
+    pa.field("answer_key", pa.string(), nullable=False),  # JSON, never shown to a model: media recipes, source ids, meta
 ]
 
 SFT_SCHEMA = pa.schema(_IDENTITY + [
@@ -84,7 +84,6 @@ RL_SCHEMA = pa.schema(_IDENTITY + [
     pa.field("reward_rule", pa.string(), nullable=False),
     pa.field("options", pa.list_(pa.string()), nullable=False),
     pa.field("difficulty", pa.float64(), nullable=False),
-    pa.field("meta", pa.string(), nullable=False),  # JSON: probe/needle/window details
 ], metadata={"table": "rl"})
 
 TABLE_SCHEMAS: dict[str, pa.Schema] = {"sft": SFT_SCHEMA, "rl": RL_SCHEMA}
@@ -99,15 +98,30 @@ def _null_problems(schema: pa.Schema, row: Mapping[str, Any]) -> list[str]:
     return [f"{field.name} is null" for field in schema if not field.nullable and row.get(field.name) is None]
 
 
+def _media_keys(row: Mapping[str, Any]) -> dict[str, Mapping[str, Any]] | None:
+    """The answer key's media recipes by media id; None when the key is not JSON."""
+    try:
+        key = json.loads(row.get("answer_key") or "")
+    except json.JSONDecodeError:
+        return None
+    return {m.get("media_id"): m for m in key.get("media") or []} if isinstance(key, dict) else None
+
+
 def _media_problems(row: Mapping[str, Any]) -> list[str]:
+    keys = _media_keys(row)
+    if keys is None:
+        return ["answer_key is not a JSON object"]
     problems = []
     for index, media in enumerate(row.get("media") or []):
-        if media.get("kind") == "window" and (media.get("start_s") is None or media.get("end_s") is None
-                                              or media.get("uri") is None):
-            problems.append(f"media[{index}] window needs uri, start_s, end_s")
-        if media.get("kind") == "probe":
+        recipe = keys.get(media.get("media_id"))
+        if recipe is None:
+            problems.append(f"media[{index}] has no recipe in answer_key")
+        elif media.get("kind") == "window" and (recipe.get("start_s") is None or recipe.get("end_s") is None
+                                                or media.get("uri") is None):
+            problems.append(f"media[{index}] window needs a uri and source start_s, end_s")
+        elif media.get("kind") == "probe":
             try:
-                EditList.model_validate_json(media.get("edit_list") or "")
+                EditList.model_validate(recipe.get("edit_list") or {})
             except ValidationError as error:
                 problems.append(f"media[{index}] edit_list invalid: {error.errors()[0]['msg']}")
     if not row.get("media"):
