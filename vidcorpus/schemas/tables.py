@@ -45,6 +45,8 @@ VIDEOS = pa.schema([
     pa.field("audio_sample_rate", pa.int32()),
     pa.field("audio_channels", pa.int32()),
     pa.field("num_clips", pa.int32(), nullable=False),
+    pa.field("dup_of", pa.string()),  # the video whose footage this one repeats (near-duplicate group)
+    pa.field("overlap_s", pa.float64()),  # seconds of this video found in the group
 ])
 
 CLIPS = pa.schema([

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from vidcorpus.splits import split_of
+from vidcorpus.splits import video_split
 from vidcorpus.tasks.config import TasksConfig
 from vidcorpus.tasks.grounding import captions_by_clip, plan_grounding_tasks
 from vidcorpus.tasks.niah import foreign_candidate, in_foreign_pool, plan_niah_probes, probe_tasks
@@ -46,7 +46,7 @@ def plan_video_tasks(
     video_id = video["video_id"]
     clips = [dict(c) for c in clips if c["video_id"] == video_id]
     annotations = [a for a in annotations if a.get("video_id", video_id) == video_id]
-    split = split_of(video_id, config.splits.fractions)
+    split = video_split(video, config.splits.fractions)
     captions = captions_by_clip(annotations)
     same_split_captions = sorted({e["caption"] for e in foreign_pool
                                   if e.get("caption") and e["split"] == split and e["video_id"] != video_id})

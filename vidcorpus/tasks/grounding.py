@@ -22,7 +22,7 @@ import hashlib
 import json
 from typing import Any, Iterable, Mapping, Sequence
 
-from vidcorpus.splits import split_of
+from vidcorpus.splits import video_split
 from vidcorpus.tasks.config import TasksConfig
 from vidcorpus.tasks.records import (
     MediaRef,
@@ -179,7 +179,7 @@ def plan_grounding_tasks(
     if not (config.enabled and settings.enabled) or not clips:
         return []
     video_id = video["video_id"]
-    split = split_of(video_id, config.splits.fractions)
+    split = video_split(video, config.splits.fractions)
     runs = contiguous_runs(clips)
     captions = captions_by_clip(annotations)
     clip_by_id = {c["clip_id"]: c for c in clips}

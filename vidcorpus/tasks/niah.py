@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from vidcorpus.media.decode import snap as snap_size
 from vidcorpus.media.needle import needle_layout
-from vidcorpus.splits import split_of
+from vidcorpus.splits import video_split
 from vidcorpus.tasks.config import NiahConfig, TasksConfig
 from vidcorpus.tasks.records import (
     EditList,
@@ -174,7 +174,7 @@ def foreign_candidate(
         "uri": video["uri"],
         "start_s": float(clip["start_s"]),
         "end_s": float(clip["end_s"]),
-        "split": split_of(clip["video_id"], config.splits.fractions),
+        "split": video_split(video, config.splits.fractions),
         "dup_group": clip.get("dup_group"),
         "caption": caption,
     }
@@ -327,7 +327,7 @@ def plan_niah_probes(
     if not (config.enabled and niah.enabled) or not clips or niah.probes_per_video == 0:
         return []
     video_id = video["video_id"]
-    split = split_of(video_id, config.splits.fractions)
+    split = video_split(video, config.splits.fractions)
     runs = contiguous_runs(clips)
     fps, width, height = probe_geometry(video, niah)
     haystack_groups = {c.get("dup_group") for c in clips if c.get("dup_group") is not None}

@@ -13,7 +13,7 @@ import math
 import random
 from typing import Any, Mapping, Sequence
 
-from vidcorpus.splits import split_of
+from vidcorpus.splits import video_split
 from vidcorpus.tasks.config import TasksConfig
 from vidcorpus.tasks.records import MediaRef, Task, child_id, seeded_rng
 
@@ -76,7 +76,7 @@ def plan_ordering_tasks(video: Mapping[str, Any], clips: Sequence[Clip], config:
     if not (config.enabled and settings.enabled):
         return []
     video_id = video["video_id"]
-    split = split_of(video_id, config.splits.fractions)
+    split = video_split(video, config.splits.fractions)
     eligible = sorted(
         (c for c in clips if float(c["end_s"]) - float(c["start_s"]) >= settings.min_clip_s),
         key=lambda c: c["clip_id"],
