@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from apache_beam.metrics import Metrics
+
 from vidcorpus import storage
 from vidcorpus.config import BuildConfig
 from vidcorpus.pipelines.scan import staging_dir
@@ -38,7 +40,10 @@ def add_tasks(result: dict[str, Any], pool: list[dict[str, Any]], cfg: BuildConf
     if not video:
         return result
     try:
-        planned = plan_video_tasks(video, result["clips"], result["tables"].get("annotations", []), cfg.tasks, pool)
+        planned = plan_video_tasks(video, result["clips"], result["tables"].get("annotations", []), cfg.tasks, pool,
+                                   opener=storage.open_read)
+        for gate in planned.rejected.values():
+            Metrics.counter("vidcorpus", f"probes_rejected_{gate.split(':')[0]}").inc()
         probes = {}
         if cfg.tasks.media_mode == "written":
             staged = staging_dir(work_dir, video["video_id"])

@@ -37,6 +37,19 @@ class NiahGrid(_Strict):
         return sorted(set(values))
 
 
+class NeedleGates(_Strict):
+    """Floors a probe's needles must pass, measured on decoded frames (see `tasks.quality`)."""
+
+    enabled: bool = True
+    min_brightness: float = Field(24.0, ge=0, description="mean luma (0-255) of a foreign needle and the haystack around it")
+    min_contrast: float = Field(12.0, ge=0, description="luma standard deviation (RMS contrast), same frames")
+    min_sharpness: float = Field(20.0, ge=0, description="Laplacian variance at 160 px, same frames")
+    min_motion: float = Field(0.2, ge=0, description="mean absolute luma change between frames (frozen: 0)")
+    min_box_contrast: float = Field(4.5, ge=1, description="WCAG contrast of a rendered box against its surroundings")
+    max_text_edges: float = Field(0.12, ge=0, le=1, description="share of edge pixels under a box above which "
+                                  "the picture is taken to show text already")
+
+
 class NiahConfig(_Strict):
     """Needle-in-a-haystack probes."""
 
@@ -51,6 +64,7 @@ class NiahConfig(_Strict):
     )
     multi_counts: tuple[int, int] = Field((1, 5), description="fewest and most needles of a multi probe (uniform)")
     choice_options: int = Field(4, ge=2, le=8)
+    gates: NeedleGates = Field(default_factory=NeedleGates)
     fps: float | None = Field(None, gt=0, description="frame rate of probe media; None: source rate")
     max_fps: float = Field(30.0, gt=0)
     max_side: int = Field(640, ge=32, description="longest side of probe media, pixels")

@@ -432,7 +432,7 @@ def probe_tasks(
     meta = {
         "probe_kind": spec.kind, "haystack_s": spec.haystack_s, "depth": spec.depth,
         "haystack_source": [spec.haystack_source.start_s, spec.haystack_source.end_s],
-        "needles": [n.model_dump() for n in spec.needles], "fps": spec.edit.fps,
+        "needles": [n.model_dump() for n in spec.needles], "fps": spec.edit.fps, "quality": spec.quality,
     }
     common = dict(family="niah", video_id=spec.video_id, video_ids=video_ids, split=spec.split,
                   source_ids=[spec.probe_id, *spec.haystack_clip_ids, *[n.clip_id for n in spec.needles if n.clip_id]],
