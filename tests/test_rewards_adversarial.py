@@ -32,6 +32,8 @@ CASES = [
     ("choice", "<think>A looks right... no</think><answer>B</answer>", CHOICE, 1.0),
     ("choice", "Option A shows a dog, option B a cat.\nB", CHOICE, 1.0),  # last line is the answer
     ("choice", "B) the cat is sleeping on a sofa", CHOICE, 1.0),
+    ("choice", "C. Plan B fails", {"answer": "C", "options": ["x", "y", "Plan B fails", "z"]}, 1.0),
+    ("choice", "Plan B fails", {"answer": "C", "options": ["x", "y", "Plan B fails", "z"]}, 1.0),
     # choice: the option's own text or a paraphrase of it
     ("choice", "the cat is sleeping on a sofa", CHOICE, 1.0),
     ("choice", "A cat sleeps on the sofa", CHOICE, 1.0),  # paraphrase of B, not letter A

@@ -253,6 +253,9 @@ def _choice_in_line(answer: str, options: Sequence[str] | None, valid: str) -> s
     label = _LABEL.match(answer)
     if label and label.group(1).upper() in valid and label.group(1).isupper():
         letter, rest = label.group(1).upper(), label.group(2)
+        whole = [i for i, o in enumerate(options or []) if normalize_text(o) == normalize_text(rest)]
+        if whole:  # "B. the dog runs" (an option may itself hold a letter: "take vitamin C")
+            return letter if valid[whole[0]] == letter else None
         named = set(_named_letters(rest, valid))
         if options:
             named |= {valid[i] for i in _options_named_by_text(rest, options)}

@@ -1,8 +1,8 @@
 """Per-item coins for tasks.
 
 Splits are the build's own: every sample takes the split of its haystack/source video from
-`vidcorpus.splits.split_of`, the function that also splits clips; foreign needles are drawn only
-from videos of the same split. `unit_hash` gives other per-item decisions (such as the
+`vidcorpus.splits.video_split` (the split on the video row: its near-duplicate group's, else its
+id's), as its clips do; foreign needles are drawn only from videos of the same split. `unit_hash` gives other per-item decisions (such as the
 foreign-clip pool) a fixed, machine-independent coin.
 """
 
