@@ -185,7 +185,7 @@ def gate_probe(spec: ProbeSpec, gates: NeedleGates, read: FramesReader) -> GateR
     """The probe with its measured quality, or the gate it failed."""
     try:
         return (gate_foreign if spec.kind == "foreign" else gate_rendered)(spec, gates, read)
-    except (OSError, ValueError) as exc:  # a source that cannot be read costs this probe only
+    except Exception as exc:  # noqa: BLE001 - a source that cannot be read costs this probe only
         return GateResult(None, f"unreadable: {type(exc).__name__}")
 
 
