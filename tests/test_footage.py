@@ -119,7 +119,7 @@ def test_duplicate_footage_lands_in_one_split(results):
 
 
 def test_flat_frames_have_no_hash_and_rotation_is_undone():
-    assert dhash(np.full((60, 80), 17, np.uint8)) == 0
+    assert not any(dhash(np.full((60, 80), 17, np.uint8)))
     rng = np.random.default_rng(0)
     picture = (rng.random((60, 80)) * 255).astype(np.uint8)
     assert dhash(np.rot90(picture, k=1), rotation=90) == dhash(picture)

@@ -1,6 +1,6 @@
 """Near-duplicate footage across videos: a perceptual signature per video and the groups it gives.
 
-The signature is a dHash sequence: one 64-bit difference hash of the upright working-resolution
+The signature is a dHash sequence: one 256-bit difference hash of the upright working-resolution
 luma per `step_s` of video, taken in the single decode pass (no extra reading). Difference hashes
 survive re-encoding, rescaling, mild crops and colour shifts; hashing the upright picture makes a
 copy whose frames were rotated (and flagged for display) hash like its source. Flat frames
@@ -8,10 +8,12 @@ copy whose frames were rotated (and flagged for display) hash like its source. F
 their black intros.
 
 Two videos are near-duplicates when most sampled frames of the shorter one have a close hash
-(Hamming distance at most `max_bits`) in the other at one common time offset: a re-encode
-matches its frames at offset 0, an excerpt at the point it was cut from. Requiring one offset
-(and not any frame anywhere) keeps unrelated videos of similar-looking content apart. Only candidate pairs are compared: videos that share an exact 16-bit
-quarter of some hash (a copy has many close hashes, and close hashes mostly share a quarter), so
+(Hamming distance at most `max_bits`, a quarter of the bits; unrelated pictures differ in about
+half) in the other at one common time offset: a re-encode matches its frames at offset 0, an
+excerpt at the point it was cut from. Requiring one offset (and not any frame anywhere) keeps
+unrelated videos of similar-looking content apart. Nearly flat frames (a counter on a plain
+ground, a fade) are left out like flat ones. Only candidate pairs are compared: videos that share an exact 16-bit
+slice of some hash (a copy has many close hashes, and close hashes mostly share a slice), so
 a large corpus is not compared all pairs against all.
 """
 
@@ -25,18 +27,24 @@ import cv2
 import numpy as np
 
 FLAT_STD = 4.0  # luma standard deviation under which a frame is flat (no hash)
+HASH_SIDE = 16  # a HASH_SIDE x HASH_SIDE difference hash: 256 bits, 32 bytes
+HASH_BYTES = HASH_SIDE * HASH_SIDE // 8
+MIN_BITS_SET = HASH_SIDE * HASH_SIDE // 8  # fewer set (or unset) bits: too little picture to tell apart
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 
 
-def dhash(luma: np.ndarray, rotation: int = 0) -> int:
-    """64-bit difference hash of an 8-bit luma picture after a clockwise `rotation`; 0 when flat."""
+def dhash(luma: np.ndarray, rotation: int = 0) -> bytes:
+    """Difference hash (HASH_SIDE² bits) of an 8-bit luma picture after a clockwise `rotation`;
+    all zero bytes when the picture is flat."""
     if float(luma.std()) < FLAT_STD:
-        return 0
+        return bytes(HASH_BYTES)
     if rotation % 360:
         luma = np.rot90(luma, k=-(rotation % 360) // 90)
-    small = cv2.resize(np.ascontiguousarray(luma), (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).flatten()
-    return int(np.packbits(bits).view(">u8")[0])
+    small = cv2.resize(np.ascontiguousarray(luma), (HASH_SIDE + 1, HASH_SIDE), interpolation=cv2.INTER_AREA)
+    bits = (small.astype(np.int16)[:, 1:] > small[:, :-1]).flatten()
+    if not MIN_BITS_SET <= int(bits.sum()) <= bits.size - MIN_BITS_SET:
+        return bytes(HASH_BYTES)  # nearly flat: a few edges on an even ground match anything alike
+    return np.packbits(bits).tobytes()
 
 
 class FootageSignature:
@@ -45,7 +53,7 @@ class FootageSignature:
     def __init__(self, step_s: float = 1.0):
         self.step_s = step_s
         self._next_t = 0.0
-        self.hashes: list[int] = []
+        self.hashes: list[bytes] = []
 
     def offer(self, t: float, luma: np.ndarray, rotation: int = 0) -> None:
         if t + 1e-9 < self._next_t:
@@ -55,27 +63,34 @@ class FootageSignature:
 
     def to_record(self) -> dict:
         """The signature as staged with a video's result: step and hashes as one hex string."""
-        return {"step_s": self.step_s, "hashes": "".join(f"{h:016x}" for h in self.hashes)}
+        return {"step_s": self.step_s, "hashes": b"".join(self.hashes).hex()}
 
 
 def hashes_of(record: Mapping | None) -> np.ndarray:
-    """The hash sequence of a staged signature record, flat frames as 0."""
-    text = (record or {}).get("hashes") or ""
-    return np.array([int(text[i:i + 16], 16) for i in range(0, len(text), 16)], np.uint64)
+    """The hash sequence of a staged signature record, (samples, HASH_BYTES) bytes; flat frames are 0."""
+    data = bytes.fromhex((record or {}).get("hashes") or "")
+    return np.frombuffer(data, np.uint8).reshape(-1, HASH_BYTES)
 
 
-def _close(a: np.ndarray, b: np.ndarray, max_bits: int) -> np.ndarray:
+def informative(hashes: np.ndarray) -> np.ndarray:
+    """Which samples carry a hash (not a flat frame)."""
+    return hashes.any(axis=1)
+
+
+def _close(a: np.ndarray, b: np.ndarray, max_bits: int, chunk: int = 64) -> np.ndarray:
     """(len(a), len(b)) booleans: hashes within `max_bits` bits of each other, flat ones never."""
-    xor = np.bitwise_xor(a[:, None], b[None, :])
-    bits = _POPCOUNT[xor.view(np.uint8)].reshape(xor.shape + (8,)).sum(axis=2)
-    return (bits <= max_bits) & (a[:, None] != 0) & (b[None, :] != 0)
+    close = np.zeros((len(a), len(b)), bool)
+    for start in range(0, len(a), chunk):
+        xor = np.bitwise_xor(a[start:start + chunk, None, :], b[None, :, :])
+        close[start:start + chunk] = _POPCOUNT[xor].sum(axis=2, dtype=np.int32) <= max_bits
+    return close & informative(a)[:, None] & informative(b)[None, :]
 
 
-def matched_share(a: np.ndarray, b: np.ndarray, max_bits: int = 12, slack: int = 1) -> float:
+def matched_share(a: np.ndarray, b: np.ndarray, max_bits: int = 64, slack: int = 1) -> float:
     """Share of `a`'s informative hashes matched by `b` at one time offset (the best): `a` shown
     inside `b` from some point on, each sample within `slack` samples of where it should be."""
-    informative = int((a != 0).sum())
-    if not informative or not len(b):
+    count = int(informative(a).sum())
+    if not count or not len(b):
         return 0.0
     close = _close(a, b, max_bits)
     if slack:  # a match one sample early or late still counts (slot boundaries jitter)
@@ -85,19 +100,19 @@ def matched_share(a: np.ndarray, b: np.ndarray, max_bits: int = 12, slack: int =
         close = widened
     n, m = close.shape
     best = max(int(np.trace(close, offset=k)) for k in range(-(n - 1), m))
-    return best / informative
+    return best / count
 
 
-def _bands(value: int) -> list[tuple[int, int]]:
-    return [(i, (value >> (16 * i)) & 0xFFFF) for i in range(4)]
+def _bands(row: np.ndarray) -> list[tuple[int, bytes]]:
+    return [(i, row[i:i + 2].tobytes()) for i in range(0, HASH_BYTES, 2)]
 
 
 def candidate_pairs(signatures: Mapping[str, np.ndarray]) -> set[tuple[str, str]]:
     """Video pairs that share at least one 16-bit band of some hash (sorted ids, each pair once)."""
     owners: dict[tuple[int, int], set[str]] = defaultdict(set)
     for video_id, hashes in signatures.items():
-        for value in set(int(h) for h in hashes if h):
-            for band in _bands(value):
+        for row in hashes[informative(hashes)]:
+            for band in _bands(row):
                 owners[band].add(video_id)
     pairs = set()
     for videos in owners.values():
@@ -114,7 +129,7 @@ class FootageMatch:
     group: str           # the representative's id, shared by every member
 
 
-def group_footage(entries: Iterable[Mapping], min_share: float = 0.5, max_bits: int = 12,
+def group_footage(entries: Iterable[Mapping], min_share: float = 0.5, max_bits: int = 64,
                   min_hashes: int = 3) -> dict[str, FootageMatch]:
     """Near-duplicate groups of a corpus from `{"video_id", "duration_s", "signature"}` entries.
 
@@ -123,7 +138,7 @@ def group_footage(entries: Iterable[Mapping], min_share: float = 0.5, max_bits: 
     """
     entries = {e["video_id"]: e for e in entries}
     signatures = {v: hashes_of(e.get("signature")) for v, e in entries.items()}
-    signatures = {v: h for v, h in signatures.items() if int((h != 0).sum()) >= min_hashes}
+    signatures = {v: h for v, h in signatures.items() if int(informative(h).sum()) >= min_hashes}
     step = {v: float((entries[v].get("signature") or {}).get("step_s") or 1.0) for v in signatures}
     parent = {v: v for v in signatures}
 
@@ -135,11 +150,11 @@ def group_footage(entries: Iterable[Mapping], min_share: float = 0.5, max_bits: 
 
     overlap: dict[str, float] = defaultdict(float)
     for a, b in sorted(candidate_pairs(signatures)):
-        short, other = (a, b) if len(signatures[a]) <= len(signatures[b]) else (b, a)
+        short, other = (a, b) if (len(signatures[a]), a) <= (len(signatures[b]), b) else (b, a)
         share = matched_share(signatures[short], signatures[other], max_bits)
         if share >= min_share:
             parent[root(a)] = root(b)
-            seconds = share * int((signatures[short] != 0).sum()) * step[short]
+            seconds = share * int(informative(signatures[short]).sum()) * step[short]
             overlap[short] = max(overlap[short], seconds)
             overlap[other] = max(overlap[other], seconds)
     members: dict[str, list[str]] = defaultdict(list)
