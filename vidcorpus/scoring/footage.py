@@ -11,7 +11,8 @@ Two videos are near-duplicates when most sampled frames of the shorter one have 
 (Hamming distance at most `max_bits`, a quarter of the bits; unrelated pictures differ in about
 half) in the other at one common time offset: a re-encode matches its frames at offset 0, an
 excerpt at the point it was cut from. Requiring one offset (and not any frame anywhere) keeps
-unrelated videos of similar-looking content apart. Nearly flat frames (a counter on a plain
+unrelated videos of similar-looking content apart, and at least `min_hashes` of the matches
+must show different pictures (colour bars held for ten seconds once matched a slide held as long). Nearly flat frames (a counter on a plain
 ground, a fade) are left out like flat ones. Only candidate pairs are compared: videos that share an exact 16-bit
 slice of some hash (a copy has many close hashes, and close hashes mostly share a slice), so
 a large corpus is not compared all pairs against all.
@@ -86,12 +87,14 @@ def _close(a: np.ndarray, b: np.ndarray, max_bits: int, chunk: int = 64) -> np.n
     return close & informative(a)[:, None] & informative(b)[None, :]
 
 
-def matched_share(a: np.ndarray, b: np.ndarray, max_bits: int = 64, slack: int = 1) -> float:
-    """Share of `a`'s informative hashes matched by `b` at one time offset (the best): `a` shown
-    inside `b` from some point on, each sample within `slack` samples of where it should be."""
+def match_evidence(a: np.ndarray, b: np.ndarray, max_bits: int = 64, slack: int = 1) -> tuple[float, int]:
+    """(share, distinct): the share of `a`'s informative hashes matched by `b` at one time offset
+    (the best: `a` shown inside `b` from some point on, each sample within `slack` samples of
+    where it should be), and how many of those matches show different pictures (a still frame
+    held for ten seconds is one piece of evidence, not ten)."""
     count = int(informative(a).sum())
     if not count or not len(b):
-        return 0.0
+        return 0.0, 0
     close = _close(a, b, max_bits)
     if slack:  # a match one sample early or late still counts (slot boundaries jitter)
         widened = close.copy()
@@ -99,8 +102,18 @@ def matched_share(a: np.ndarray, b: np.ndarray, max_bits: int = 64, slack: int =
         widened[:, :-1] |= close[:, 1:]
         close = widened
     n, m = close.shape
-    best = max(int(np.trace(close, offset=k)) for k in range(-(n - 1), m))
-    return best / count
+    offset = max(range(-(n - 1), m), key=lambda k: (int(np.trace(close, offset=k)), -abs(k)))
+    rows = [i for i in range(n) if 0 <= i + offset < m and close[i, i + offset]]
+    distinct, last = 0, None
+    for i in rows:
+        if last is None or int(_POPCOUNT[a[i] ^ last].sum()) > max_bits // 2:
+            distinct, last = distinct + 1, a[i]
+    return len(rows) / count, distinct
+
+
+def matched_share(a: np.ndarray, b: np.ndarray, max_bits: int = 64, slack: int = 1) -> float:
+    """The share of `match_evidence`."""
+    return match_evidence(a, b, max_bits, slack)[0]
 
 
 def _bands(row: np.ndarray) -> list[tuple[int, bytes]]:
@@ -151,10 +164,11 @@ def group_footage(entries: Iterable[Mapping], min_share: float = 0.5, max_bits: 
     overlap: dict[str, float] = defaultdict(float)
     for a, b in sorted(candidate_pairs(signatures)):
         short, other = (a, b) if (len(signatures[a]), a) <= (len(signatures[b]), b) else (b, a)
-        share = matched_share(signatures[short], signatures[other], max_bits)
-        if share >= min_share:
+        share, distinct = match_evidence(signatures[short], signatures[other], max_bits)
+        if share >= min_share and distinct >= min_hashes:
             parent[root(a)] = root(b)
-            seconds = share * int(informative(signatures[short]).sum()) * step[short]
+            seconds = min(share * int(informative(signatures[short]).sum()) * step[short],
+                          float(entries[short].get("duration_s") or 0.0) or float("inf"))
             overlap[short] = max(overlap[short], seconds)
             overlap[other] = max(overlap[other], seconds)
     members: dict[str, list[str]] = defaultdict(list)
