@@ -46,8 +46,8 @@ from apache_beam.portability.api import beam_runner_api_pb2  # noqa: E402
 
 from vidcorpus.config import BuildConfig, load_config  # noqa: E402
 from vidcorpus.config.runner import DataflowConfig  # noqa: E402
-from vidcorpus.runners import gpu_plan_problems, pipeline_options, with_clip_accelerator, worker_accelerator  # noqa: E402
 from vidcorpus.release.layout import WORK_DIR  # noqa: E402
+from vidcorpus.runners import gpu_plan_problems, pipeline_options, with_clip_accelerator, worker_accelerator  # noqa: E402
 
 DEFAULT_RECIPE = ROOT / "configs" / "dataflow-gpu.yaml"
 CHECK_JOB_NAME = "vidcorpus-graph-check"

@@ -29,11 +29,10 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from llm_server import FakeLLMServer
 from PIL import Image
 
-from vidcorpus.publish import report
 from vidcorpus.config import load_config
 from vidcorpus.media.synth import Scene, write_video
 from vidcorpus.pipelines.build import build
-from vidcorpus.publish import ReleaseInvalid, hub, plan_upload, publish, render_card, write_card
+from vidcorpus.publish import ReleaseInvalid, hub, plan_upload, publish, render_card, report, write_card
 from vidcorpus.publish.card import PLACEHOLDER, hub_license, size_category
 from vidcorpus.publish.charts import histogram
 from vidcorpus.publish.report import render_report, verdict_of, write_report

@@ -88,7 +88,7 @@ def test_order_kendall_partial_credit():
     assert score("order", "[2, 1, 3, 4]", truth) == pytest.approx(5 / 6)  # one discordant pair of six
     assert score("order_exact", "[2, 1, 3, 4]", truth) == 0.0
     assert score("order", "[1, 2, 3]", truth) == pytest.approx(3 / 6)  # pairs with the missing 4 are wrong
-    assert score("order", "[1, 1, 2, 3, 4]", truth) == 1.0  # repeats keep their first place
+    assert score("order", "[1, 1, 2, 3, 4]", truth) == 0.0  # an item named twice is a hedge
     assert score("order", "no idea", truth) == 0.0
 
 

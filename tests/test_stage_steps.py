@@ -7,9 +7,9 @@ import copy
 import json
 
 import pytest
-
 from conftest import TINY
 from llm_server import FakeLLMServer
+
 from vidcorpus import ids, storage
 from vidcorpus.annotators import VideoAnnotator
 from vidcorpus.config import load_config
@@ -19,8 +19,7 @@ from vidcorpus.pipelines.annotate import annotate_result, llm_config
 from vidcorpus.pipelines.discover import Input
 from vidcorpus.pipelines.scan import Scanned, scan_video
 from vidcorpus.pipelines.segment import segment_video
-from vidcorpus.pipelines.staging import (RESULT, load_staged_result, result_fingerprint, stage_result,
-                                         staging_dir)
+from vidcorpus.pipelines.staging import RESULT, load_staged_result, result_fingerprint, stage_result, staging_dir
 from vidcorpus.pipelines.tasks import make_tasks, pool_entries
 
 

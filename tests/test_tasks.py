@@ -13,7 +13,7 @@ from vidcorpus.schemas.tables import RL_SCHEMA, SFT_SCHEMA
 from vidcorpus.tasks.build import build_foreign_pool, plan_corpus_tasks, plan_video_tasks
 from vidcorpus.tasks.checks import SchemaError, validate_rows, validate_table
 from vidcorpus.tasks.export import export_rows, task_annotation, to_rl_row, to_sft_row
-from vidcorpus.tasks.grounding import evidence_spans, plan_grounding_tasks, verification_passed
+from vidcorpus.tasks.grounding import evidence_spans, grounding_task_id, plan_grounding_tasks, verification_passed
 from vidcorpus.tasks.niah import plan_niah_probes
 from vidcorpus.tasks.ordering import plan_ordering_tasks
 from vidcorpus.tasks.records import EditList
@@ -24,7 +24,7 @@ FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 
 def video_record(video_id, fps=25.0):
     return {"video_id": video_id, "uri": f"/data/{video_id}.mp4", "fps": fps, "width": 1280, "height": 720,
-            "display_width": 1280, "display_height": 720, "duration_s": 200.0}
+            "display_width": 1280, "display_height": 720, "duration_s": 200.0, "split": split_of(video_id, FRACTIONS)}
 
 
 def clip_records(video_id, durations, start=0.0, dup_groups=None):
@@ -56,8 +56,7 @@ def small_corpus(videos=6, clips_per_video=12):
 
 
 def config(**overrides):
-    base = {"niah": {"grid": {"haystack_s": [20.0, 40.0]}, "probes_per_video": 4, "foreign_pool_fraction": 1.0},
-            "splits": {"fractions": FRACTIONS}}
+    base = {"niah": {"grid": {"haystack_s": [20.0, 40.0]}, "probes_per_video": 4, "foreign_pool_fraction": 1.0}}
     for key, value in overrides.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return TasksConfig.model_validate(base)
@@ -71,7 +70,7 @@ def test_config_defaults_and_validation():
     assert defaults.media_mode == "written" and defaults.niah.grid.kinds == ["rendered", "foreign", "multi"]
     assert TasksConfig.model_validate(defaults.model_dump()) == defaults
     with pytest.raises(ValidationError):
-        TasksConfig.model_validate({"splits": {"fractions": {"train": 0.9, "test": 0.2}}})
+        TasksConfig.model_validate({"splits": {"fractions": {"train": 1.0}}})  # splits are shards.splits only
     with pytest.raises(ValidationError):
         TasksConfig.model_validate({"niah": {"grid": {"depths": [1.5]}}})
     with pytest.raises(ValidationError):
@@ -135,7 +134,7 @@ def test_niah_probes_respect_grid_frame_grid_and_haystack_bounds():
     pool = build_foreign_pool({v["video_id"]: v for v in videos}, clips, [], cfg)
     specs = plan_niah_probes(video, own, cfg, pool)
     cells = {(s.haystack_s, s.kind, s.depth) for s in specs}
-    assert len(cells) == len(specs) == 2 * (3 + 3 + 1)  # every feasible cell once
+    assert len(cells) == len(specs) == 2 * (3 + 3) + 1  # every feasible cell once (multi needs 30 s for 5 needles)
     fps = specs[0].edit.fps
     assert fps == 25.0 and (specs[0].edit.width, specs[0].edit.height) == (640, 360)
     for spec in specs:
@@ -156,7 +155,9 @@ def test_niah_probes_respect_grid_frame_grid_and_haystack_bounds():
             (needle,) = spec.needles
             entry = next(e for e in pool if e["clip_id"] == needle.clip_id)
             assert entry["video_id"] != video["video_id"] and entry["split"] == spec.split
-            assert needle.span.start_s == pytest.approx(spec.depth * spec.haystack_s, abs=0.5 / fps)
+            own_s = spec.haystack_s - needle.span.duration_s  # the haystack is trimmed by the needle
+            assert needle.span.start_s == pytest.approx(spec.depth * own_s, abs=1 / fps)
+            assert spec.edit.duration_s == pytest.approx(spec.haystack_s)
             piece = next(s for s in spec.edit.segments if s.role == "needle")
             assert entry["start_s"] <= piece.source_start_s < piece.source_end_s <= entry["end_s"] + 1e-9
         if spec.kind == "multi":
@@ -197,9 +198,11 @@ def test_probe_questions_are_answered_by_their_records():
         if task.kind.endswith("_text"):
             assert task.ground_truth == spec.needles[0].text
         elif task.kind.endswith("_span") or task.kind.endswith("_spans"):
-            assert task.ground_truth == [[round(n.span.start_s, 2), round(n.span.end_s, 2)] for n in spec.needles]
+            assert task.ground_truth["spans"] == [[round(n.span.start_s, 2), round(n.span.end_s, 2)]
+                                                  for n in spec.needles]
+            assert task.ground_truth["duration_s"] == pytest.approx(spec.edit.duration_s, abs=0.01)
         elif task.kind.endswith("_count"):
-            assert task.ground_truth == len(spec.needles) >= 2
+            assert task.ground_truth == len(spec.needles) >= 1
         elif task.kind.endswith("_order"):
             assert task.ground_truth == [n.text for n in sorted(spec.needles, key=lambda n: n.span.start_s)]
         elif task.kind.endswith("_content"):
@@ -281,7 +284,8 @@ def test_caption_grounding_span_is_the_clip_inside_its_window():
         assert media.end_s - media.start_s == pytest.approx(60.0)
         assert media.start_s <= clip["start_s"] and clip["end_s"] <= media.end_s
         offset = media.start_s
-        assert task.ground_truth == [[round(clip["start_s"] - offset, 2), round(clip["end_s"] - offset, 2)]]
+        assert task.ground_truth == {"spans": [[round(clip["start_s"] - offset, 2), round(clip["end_s"] - offset, 2)]],
+                                     "duration_s": 60.0}
         index = int(clip["clip_id"].rsplit("_", 1)[1])
         assert f'"event number {index}"' in task.question
         assert score("temporal_iou", task.answer, task.ground_truth) == 1.0
@@ -314,16 +318,18 @@ def test_grounding_skips_ambiguous_events_gaps_and_failed_qa():
     cfg = config(grounding={"window_s": 40.0, "per_video": 50})
     tasks = plan_grounding_tasks(video, clips, annotations, cfg)
     ids = {t.task_id for t in tasks}
-    assert "qa_ok_ground_0000" in ids and "qa_across_gap_ground_0000" not in ids
-    assert "qa_failed_ground_0000" not in ids and "qa_blind_ground_0000" not in ids
+    ground = {name: grounding_task_id(video["video_id"], name) for name in ("qa_ok", "qa_across_gap", "qa_failed",
+                                                                          "qa_blind")}
+    assert ground["qa_ok"] in ids and ground["qa_across_gap"] not in ids
+    assert ground["qa_failed"] not in ids and ground["qa_blind"] not in ids
     assert not any("a dog runs" in t.question for t in tasks)  # two clips share it within any window
     for task in tasks:
         start, end = task.media[0].start_s, task.media[0].end_s
         assert end <= 50.0 or start >= 70.0  # never across the gap
-    qa = next(t for t in tasks if t.task_id == "qa_ok_ground_0000")
+    qa = next(t for t in tasks if t.task_id == ground["qa_ok"])
     offset = qa.media[0].start_s
-    assert qa.ground_truth == [[round(72.0 - offset, 2), round(75.0 - offset, 2)],
-                               [round(80.0 - offset, 2), round(81.0 - offset, 2)]]
+    assert qa.ground_truth["spans"] == [[round(72.0 - offset, 2), round(75.0 - offset, 2)],
+                                        [round(80.0 - offset, 2), round(81.0 - offset, 2)]]
     assert score("temporal_iou", qa.answer, qa.ground_truth) == 1.0
     assert qa.meta["answer"] == "red"
 
@@ -381,7 +387,7 @@ def test_frames_mode_never_skips_a_needle_or_event():
         row = to_sft_row(task, cfg.export)
         times = [f["timestamp_s"] for f in row["frames"]]
         assert len(times) >= task.media[0].duration_s / cfg.export.max_frame_interval_s - 1e-6
-        for start, end in task.ground_truth:
+        for start, end in task.ground_truth["spans"]:
             assert any(start <= t < end for t in times), (task.task_id, start, end)
             checked += 1
     assert checked > 50
@@ -399,8 +405,9 @@ def test_rl_rows_carry_what_a_trainer_needs():
         assert row["sample_id"] == f"{row['task_id']}_rl"
     probe_row = next(r for r in rows if r["family"] == "niah")
     (media,) = probe_row["media"]
-    assert media["uri"] == f"probes/{media['probe_id']}.mp4"
-    assert EditList.model_validate_json(media["edit_list"]).duration_s == pytest.approx(media["duration_s"])
+    (recipe,) = json.loads(probe_row["answer_key"])["media"]
+    assert recipe["media_id"] == media["media_id"] and media["uri"] == f"probes/{recipe['probe_id']}.mp4"
+    assert EditList.model_validate(recipe["edit_list"]).duration_s == pytest.approx(media["duration_s"])
     assert f"The video is {media['duration_s']:.2f}".rstrip("0").rstrip(".") in probe_row["prompt"]
 
 

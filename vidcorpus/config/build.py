@@ -118,8 +118,7 @@ class PublishConfig(Section):
 
 
 class BuildConfig(Section):
-    """The whole recipe. `tasks.splits` is not set directly: it always follows `shards.splits`,
-    so clips and tasks of a video share one split."""
+    """The whole recipe."""
 
     input: InputConfig = InputConfig()
     ids: IdsConfig = IdsConfig()
@@ -137,19 +136,6 @@ class BuildConfig(Section):
     tasks: TasksConfig = TasksConfig()
     publish: PublishConfig = PublishConfig()
     dataflow: DataflowConfig = DataflowConfig()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _tasks_follow_shard_splits(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            tasks = dict(data.get("tasks") or {})
-            if "splits" in tasks:
-                raise ValueError("set split fractions with shards.splits; tasks.splits follows it")
-            shards = data.get("shards") or {}
-            splits = shards.get("splits") if isinstance(shards, dict) else getattr(shards, "splits", None)
-            tasks["splits"] = {"fractions": splits or ShardsConfig().splits}
-            data = {**data, "tasks": tasks}
-        return data
 
     @model_validator(mode="after")
     def _embedding_modes_need_clip(self) -> "BuildConfig":

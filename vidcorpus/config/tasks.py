@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from vidcorpus.config.base import Section
 
@@ -35,6 +34,24 @@ class NiahGrid(Section):
         return sorted(set(values))
 
 
+class NeedleGates(Section):
+    """Floors a probe's needles must pass, measured on decoded frames (see `tasks.quality`)."""
+
+    enabled: bool = True
+    min_brightness: float = Field(24.0, ge=0)
+    """Mean luma (0-255) of a foreign needle and the haystack around it."""
+    min_contrast: float = Field(12.0, ge=0)
+    """Luma standard deviation (RMS contrast), same frames."""
+    min_sharpness: float = Field(20.0, ge=0)
+    """Laplacian variance at 160 px, same frames."""
+    min_motion: float = Field(0.2, ge=0)
+    """Mean absolute luma change between frames (frozen: 0)."""
+    min_box_contrast: float = Field(4.5, ge=1)
+    """WCAG contrast of a rendered box against its surroundings."""
+    max_text_edges: float = Field(0.12, ge=0, le=1)
+    """Share of edge pixels under a box above which the picture is taken to show text already."""
+
+
 class NiahConfig(Section):
     """Needle-in-a-haystack probes."""
 
@@ -47,8 +64,10 @@ class NiahConfig(Section):
     foreign_s: tuple[float, float] = (1.0, 4.0)
     foreign_pool_fraction: float = Field(0.25, gt=0.0, le=1.0)
     """Share of clips (by id hash) eligible as foreign needles."""
-    multi_k: int = Field(3, ge=2, le=8)
+    multi_counts: tuple[int, int] = (1, 5)
+    """Fewest and most needles of a multi probe (uniform)."""
     choice_options: int = Field(4, ge=2, le=8)
+    gates: NeedleGates = Field(default_factory=NeedleGates)
     fps: float | None = Field(None, gt=0)
     """Frame rate of probe media; None: source rate."""
     max_fps: float = Field(30.0, gt=0)
@@ -59,6 +78,13 @@ class NiahConfig(Section):
     preset: str = "veryfast"
     encode_threads: int = Field(1, ge=1)
     """Fixed so written bytes do not depend on the host."""
+
+    @field_validator("multi_counts")
+    @classmethod
+    def _count_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= value[0] <= value[1] <= 8:
+            raise ValueError("expected 1 <= fewest <= most <= 8")
+        return value
 
     @field_validator("needle_s", "foreign_s")
     @classmethod
@@ -91,23 +117,6 @@ class GroundingConfig(Section):
     min_event_s: float = Field(0.5, ge=0.0)
 
 
-class SplitsConfig(Section):
-    """Train/val/test fractions; a video's split comes from a hash of its id.
-
-    Use the same fractions as the build's clip split (`shards.splits`) so clips and tasks agree.
-    """
-
-    fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.9, "val": 0.05, "test": 0.05})
-
-    @model_validator(mode="after")
-    def _fractions_sum_to_one(self) -> "SplitsConfig":
-        if not self.fractions or any(v < 0 for v in self.fractions.values()):
-            raise ValueError("split fractions must be non-negative")
-        if not math.isclose(sum(self.fractions.values()), 1.0, abs_tol=1e-6):
-            raise ValueError(f"split fractions must sum to 1, got {sum(self.fractions.values())}")
-        return self
-
-
 class ExportConfig(Section):
     """How tasks become SFT conversations."""
 
@@ -125,8 +134,11 @@ class TasksConfig(Section):
     enabled: bool = True
     seed: int = 0
     media_mode: MediaMode = "written"
+    rl_share: float = Field(0.5, ge=0.0, le=1.0)
+    """Share of tasks (by probe or task) exported for RL instead of SFT."""
+    rl_overlap: bool = False
+    """Export every task to both tables (RL then repeats what SFT taught)."""
     niah: NiahConfig = Field(default_factory=NiahConfig)
     ordering: OrderingConfig = Field(default_factory=OrderingConfig)
     grounding: GroundingConfig = Field(default_factory=GroundingConfig)
-    splits: SplitsConfig = Field(default_factory=SplitsConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)

@@ -1,7 +1,8 @@
 """The build pipeline, on any Beam runner:
 
     discover → identify → dedupe → scan (probe, decode once) → [CLIP] → segment (scenes,
-    keyframes, clips) → [annotate (LLM)] → [tasks] → plan → write tables and shards → manifest
+    keyframes, clips) → group near-duplicate footage (one split per group) → [annotate (LLM)]
+    → [tasks] → plan → write tables and shards → manifest
 
 Where several workers share the work, Reshuffles between the heavy stages break fusion, so
 decoding, CLIP and LLM calls can scale (and, on Dataflow, run on different workers). A video
@@ -24,6 +25,7 @@ from vidcorpus.config import BuildConfig, config_to_dict
 from vidcorpus.pipelines.annotate import Annotate
 from vidcorpus.pipelines.discover import Identify, discover, pick_one
 from vidcorpus.pipelines.embed import EmbedCandidates, join_embeddings, text_embeddings
+from vidcorpus.pipelines.groups import GroupFootage
 from vidcorpus.pipelines.progress import Progress
 from vidcorpus.pipelines.scan import Scan
 from vidcorpus.pipelines.segment import Segment
@@ -136,7 +138,8 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
     segmented = (to_segment
                  | "SpreadScanned" >> fusion_break(cfg)
                  | "Segment" >> beam.ParDo(Segment(cfg, work_dir, text)).with_output_types(Result))
-    results = (segmented, scanned.done) | "Videos" >> beam.Flatten()
+    results = ((segmented, scanned.done) | "Videos" >> beam.Flatten()
+               | "GroupFootage" >> GroupFootage(dict(cfg.shards.splits), once))
     if "annotate" not in stages_off:
         results = (results
                    | "SpreadForLLM" >> fusion_break(cfg)

@@ -34,6 +34,7 @@ from vidcorpus.pipelines.staging import (
     video_result,
 )
 from vidcorpus.schemas.records import failure_row
+from vidcorpus.scoring.footage import FootageSignature
 from vidcorpus.scoring.keyframes import Candidate, CandidateSpool
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class PassResult:
     motion: np.ndarray
     cuts: list[int]
     end_time: float
+    signature: dict[str, Any] | None = None   # dHash sequence (see scoring.footage), for near-duplicate videos
 
 
 @dataclass
@@ -83,10 +85,12 @@ def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: Cand
     frames = FrameStream(container, cfg.decode.working_size, cfg.decode.threads, header["sample_aspect_ratio"])
     cutter = SceneCutter(cfg.scenes, header["header_fps"] or 0)
     statistics = FrameStatistics()
+    signature = FootageSignature()
     pts, times, keys = array("q"), array("d"), bytearray()
     brightness, sharpness, motion = array("f"), array("f"), array("f")
     for f in frames:
         stats = statistics(f.luma)
+        signature.offer(f.t, f.luma, frames.geometry.rotation)
         if f.index in cutter.push(f.index, f.small):
             spool.cut()
         spool.offer(f.index, f.t, stats, f.frame, frames.geometry)
@@ -105,7 +109,7 @@ def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: Cand
                       np.frombuffer(bytes(keys), np.uint8).astype(bool),
                       np.frombuffer(brightness, np.float32), np.frombuffer(sharpness, np.float32),
                       np.frombuffer(motion, np.float32), sorted(set(cutter.cuts)),
-                      float(t[-1] + _last_frame_duration(t, header["header_fps"])))
+                      float(t[-1] + _last_frame_duration(t, header["header_fps"])), signature.to_record())
 
 
 def _last_frame_duration(times: np.ndarray, header_fps: float | None) -> float:

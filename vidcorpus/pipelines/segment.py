@@ -62,6 +62,7 @@ def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings:
                 files[clip["clip_id"]].update(mp4=name, bytes=files[clip["clip_id"]]["bytes"] + len(data))
         stage = "validate"
         outcome = video_result(video, clips, files, tables={"frames": frames})
+        outcome["signature"] = scanned.scan.signature
         _validate(outcome, item.uri)
     except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
         log.warning("%s failed at %s: %s: %s", item.uri, stage, type(exc).__name__, exc)
@@ -130,6 +131,8 @@ def video_row(scanned: Scanned, cfg: BuildConfig, num_clips: int) -> dict[str, A
         "audio_sample_rate": header["audio_sample_rate"],
         "audio_channels": header["audio_channels"],
         "num_clips": num_clips,
+        "dup_of": None,
+        "overlap_s": None,
     }
 
 

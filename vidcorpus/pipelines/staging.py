@@ -27,6 +27,7 @@ class VideoResult(TypedDict, total=False):
     tables: Dict[str, List[Dict[str, Any]]]
     usage: Dict[str, Any]
     probes: Dict[str, str]
+    signature: Dict[str, Any] | None
     fingerprint: str
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 
 from vidcorpus import storage
 from vidcorpus.config.tasks import TasksConfig
@@ -52,7 +53,10 @@ def make_tasks(result: VideoResult, pool: list[dict[str, Any]], cfg: TasksConfig
     if not video:
         return result
     try:
-        planned = plan_video_tasks(video, result["clips"], result["tables"].get("annotations", []), cfg, pool)
+        planned = plan_video_tasks(video, result["clips"], result["tables"].get("annotations", []), cfg, pool,
+                                   opener=storage.open_read)
+        for gate in planned.rejected.values():
+            Metrics.counter("vidcorpus", f"probes_rejected_{gate.split(':')[0]}").inc()
         probes = {}
         if cfg.media_mode == "written":
             staged = staging_dir(work_dir, video["video_id"])
@@ -60,7 +64,7 @@ def make_tasks(result: VideoResult, pool: list[dict[str, Any]], cfg: TasksConfig
                 name = f"{spec.probe_id}.mp4"
                 storage.write_bytes(storage.join(staged, name), render_probe(spec, cfg.niah, opener=storage.open_read))
                 probes[name] = name
-        sft, rl = export_rows(planned.tasks, cfg.export)
+        sft, rl = export_rows(planned.tasks, cfg)
         tables = {"sft": validate_rows("sft", sft, splits).to_pylist(), "rl": validate_rows("rl", rl, splits).to_pylist()}
         return {**result, "tables": {**result["tables"], **tables}, "probes": probes}
     except Exception as exc:  # noqa: BLE001 - a video whose tasks fail keeps its clips

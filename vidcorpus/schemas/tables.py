@@ -43,6 +43,8 @@ VIDEOS = pa.schema([
     pa.field("audio_sample_rate", pa.int32()),
     pa.field("audio_channels", pa.int32()),
     pa.field("num_clips", pa.int32(), nullable=False),
+    pa.field("dup_of", pa.string()),  # the video whose footage this one repeats (near-duplicate group)
+    pa.field("overlap_s", pa.float64()),  # seconds of this video found in the group
 ])
 
 CLIPS = pa.schema([
@@ -96,23 +98,22 @@ ANNOTATIONS = pa.schema([
     pa.field("verdicts", pa.string(), nullable=False),                # JSON
 ])
 
-# Task tables (`sft`, `rl`). Both share the task identity columns and a `media` list. A media
-# entry is a window of a source video (kind "window": uri + start_s/end_s in source seconds) or
-# a probe (kind "probe": edit_list JSON, and uri of its written MP4 relative to the release root
-# when probes are written). Message content parts point at media by media_index; image parts
-# also carry timestamp_s, the frame's time inside that media.
+# Task tables (`sft`, `rl`). Both share the task identity columns, a `media` list and an
+# `answer_key`. A media entry is what a model may be told: an opaque media_id, the uri (a source
+# video for kind "window", the written MP4 relative to the release root for kind "probe", none in
+# reference mode), the duration and a label. The `answer_key` JSON holds what the answer could be
+# read from and what only a loader needs: per media id the window's source start_s/end_s, clip
+# and probe ids and the probe's edit_list; the task's source ids; its meta (needles, source
+# spans). Loaders read it to assemble media and never forward it. Message content parts point at
+# media by media_index; image parts also carry timestamp_s, the frame's time inside that media.
 
 MEDIA = pa.struct([
     pa.field("kind", pa.string(), nullable=False),
+    pa.field("media_id", pa.string(), nullable=False),  # opaque: a hash, no time order
     pa.field("video_id", pa.string(), nullable=False),
     pa.field("uri", pa.string()),
     pa.field("duration_s", pa.float64(), nullable=False),
-    pa.field("start_s", pa.float64()),
-    pa.field("end_s", pa.float64()),
-    pa.field("clip_id", pa.string()),
-    pa.field("probe_id", pa.string()),
     pa.field("label", pa.string()),
-    pa.field("edit_list", pa.string()),
 ])
 
 CONTENT_PART = pa.struct([
@@ -145,8 +146,8 @@ _IDENTITY = [
     pa.field("video_id", pa.string(), nullable=False),
     pa.field("video_ids", pa.list_(pa.string()), nullable=False),
     pa.field("split", pa.string(), nullable=False),
-    pa.field("source_ids", pa.list_(pa.string()), nullable=False),
     pa.field("media", pa.list_(MEDIA), nullable=False),
+    pa.field("answer_key", pa.string(), nullable=False),  # JSON, never shown to a model: media recipes, source ids, meta
 ]
 
 SFT_SCHEMA = pa.schema(_IDENTITY + [
@@ -164,7 +165,6 @@ RL_SCHEMA = pa.schema(_IDENTITY + [
     pa.field("reward_rule", pa.string(), nullable=False),
     pa.field("options", pa.list_(pa.string()), nullable=False),
     pa.field("difficulty", pa.float64(), nullable=False),
-    pa.field("meta", pa.string(), nullable=False),  # JSON: probe/needle/window details
 ], metadata={"table": "rl"})
 
 FAILURES = pa.schema([

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from vidcorpus.config.tasks import TasksConfig
-from vidcorpus.ids import split_of
 from vidcorpus.tasks.grounding import captions_by_clip, plan_grounding_tasks
 from vidcorpus.tasks.niah import foreign_candidate, in_foreign_pool, plan_niah_probes, probe_tasks
 from vidcorpus.tasks.ordering import plan_ordering_tasks
@@ -26,10 +25,12 @@ class PlannedTasks:
 
     probes: list[ProbeSpec] = field(default_factory=list)
     tasks: list[Task] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)  # probe id -> the quality gate it failed
 
     def extend(self, other: "PlannedTasks") -> None:
         self.probes += other.probes
         self.tasks += other.tasks
+        self.rejected.update(other.rejected)
 
 
 def plan_video_tasks(
@@ -38,23 +39,30 @@ def plan_video_tasks(
     annotations: Sequence[Mapping[str, Any]] = (),
     config: TasksConfig | None = None,
     foreign_pool: Sequence[Mapping[str, Any]] = (),
+    opener: Any = None,
 ) -> PlannedTasks:
-    """NIAH probes and their questions, ordering and grounding tasks for one video."""
+    """NIAH probes and their questions, ordering and grounding tasks for one video.
+
+    With an `opener` (uri -> path or file), probes go through the needle quality gates, which
+    read their sources; without one they are planned only (records without media)."""
     config = config or TasksConfig()
     if not config.enabled:
         return PlannedTasks()
     video_id = video["video_id"]
     clips = [dict(c) for c in clips if c["video_id"] == video_id]
     annotations = [a for a in annotations if a.get("video_id", video_id) == video_id]
-    split = split_of(video_id, config.splits.fractions)
+    split = video["split"]
     captions = captions_by_clip(annotations)
     same_split_captions = sorted({e["caption"] for e in foreign_pool
                                   if e.get("caption") and e["split"] == split and e["video_id"] != video_id})
-    probes = plan_niah_probes(video, clips, config, foreign_pool)
+    probes, rejected = plan_niah_probes(video, clips, config, foreign_pool), {}
+    if opener is not None:
+        from vidcorpus.tasks.quality import gate_probes
+        probes, rejected = gate_probes(probes, config.niah.gates, opener)
     tasks = [t for probe in probes for t in probe_tasks(probe, config, captions, same_split_captions)]
     tasks += plan_ordering_tasks(video, clips, config)
     tasks += plan_grounding_tasks(video, clips, annotations, config)
-    return PlannedTasks(probes=probes, tasks=sorted(tasks, key=lambda t: t.task_id))
+    return PlannedTasks(probes=probes, tasks=sorted(tasks, key=lambda t: t.task_id), rejected=rejected)
 
 
 def build_foreign_pool(

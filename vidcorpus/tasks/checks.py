@@ -1,8 +1,8 @@
 """Checks of `sft` and `rl` rows beyond their Arrow types (the schemas are in `vidcorpus.schemas.tables`).
 
-Ids unique, splits known, media indices in range, edit lists well formed, and for RL rows the
-stored reference answer must earn reward 1 under the row's own rule and ground truth, so a
-broken ground truth cannot reach a trainer.
+Ids unique, splits known, media indices in range, edit lists (in the `answer_key`) well formed,
+and for RL rows the stored reference answer must earn reward 1 under the row's own rule and
+ground truth, so a broken ground truth cannot reach a trainer.
 """
 
 from __future__ import annotations
@@ -29,15 +29,30 @@ def _null_problems(schema: pa.Schema, row: Mapping[str, Any]) -> list[str]:
     return [f"{field.name} is null" for field in schema if not field.nullable and row.get(field.name) is None]
 
 
+def _media_keys(row: Mapping[str, Any]) -> dict[str, Mapping[str, Any]] | None:
+    """The answer key's media recipes by media id; None when the key is not JSON."""
+    try:
+        key = json.loads(row.get("answer_key") or "")
+    except json.JSONDecodeError:
+        return None
+    return {m.get("media_id"): m for m in key.get("media") or []} if isinstance(key, dict) else None
+
+
 def _media_problems(row: Mapping[str, Any]) -> list[str]:
+    keys = _media_keys(row)
+    if keys is None:
+        return ["answer_key is not a JSON object"]
     problems = []
     for index, media in enumerate(row.get("media") or []):
-        if media.get("kind") == "window" and (media.get("start_s") is None or media.get("end_s") is None
-                                              or media.get("uri") is None):
-            problems.append(f"media[{index}] window needs uri, start_s, end_s")
-        if media.get("kind") == "probe":
+        recipe = keys.get(media.get("media_id"))
+        if recipe is None:
+            problems.append(f"media[{index}] has no recipe in answer_key")
+        elif media.get("kind") == "window" and (recipe.get("start_s") is None or recipe.get("end_s") is None
+                                                or media.get("uri") is None):
+            problems.append(f"media[{index}] window needs a uri and source start_s, end_s")
+        elif media.get("kind") == "probe":
             try:
-                EditList.model_validate_json(media.get("edit_list") or "")
+                EditList.model_validate(recipe.get("edit_list") or {})
             except ValidationError as error:
                 problems.append(f"media[{index}] edit_list invalid: {error.errors()[0]['msg']}")
     if not row.get("media"):

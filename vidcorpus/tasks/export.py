@@ -13,6 +13,16 @@ RL rows hold the prompt (plain text and as messages without the answer), the med
 JSON ground truth and reward rule that `vidcorpus.tasks.rewards.score` takes, the reference
 answer, and a difficulty in [0, 1].
 
+Nothing a trainer forwards to a model derives the answer: a row's `media` entries name their
+media by an opaque `media_id` (a hash, which does not sort by time) with a uri, a duration and
+a label. Whatever the answer could be read from (source times of windows, probe edit lists
+with their overlay text, clip and source ids, needle records) sits in the `answer_key` JSON
+column, which loaders use to assemble media in reference mode and never forward.
+
+A task goes to the `sft` table or to the `rl` table, never both, unless `tasks.rl_overlap`:
+`tasks.rl_share` of the tasks (by a hash of their media, so the questions about one probe stay
+together) are for RL.
+
 Prompts state each single video's length, since every time asked about is in seconds from
 the start of what the model is shown.
 """
@@ -24,19 +34,35 @@ import json
 import math
 from typing import Any, Iterable
 
-from vidcorpus.config.tasks import ExportConfig
+from vidcorpus.config.tasks import ExportConfig, TasksConfig
+from vidcorpus.ids import unit_hash
 from vidcorpus.tasks.records import MediaRef, Task, format_seconds
 
 TASKS_VERSION = "tasks/v1"
 
 
-def media_row(ref: MediaRef, label: str | None = None) -> dict[str, Any]:
-    """One entry of a row's `media` list."""
-    return {
-        "kind": ref.kind, "video_id": ref.video_id, "uri": ref.uri, "duration_s": ref.duration_s,
-        "start_s": ref.start_s, "end_s": ref.end_s, "clip_id": ref.clip_id, "probe_id": ref.probe_id,
-        "label": label, "edit_list": ref.edit_list.model_dump_json() if ref.edit_list else None,
-    }
+def media_id(task: Task, index: int) -> str:
+    """An opaque name for a task's `index`-th media: a hash that keeps no time order."""
+    return "m" + hashlib.sha256(f"{task.task_id}/{index}".encode()).hexdigest()[:12]
+
+
+def media_row(ref: MediaRef, identifier: str, label: str | None = None) -> dict[str, Any]:
+    """One entry of a row's `media` list: what a model may be told about the media."""
+    return {"kind": ref.kind, "media_id": identifier, "video_id": ref.video_id, "uri": ref.uri,
+            "duration_s": ref.duration_s, "label": label}
+
+
+def media_key(ref: MediaRef, identifier: str) -> dict[str, Any]:
+    """How to assemble one media (source window, clip, probe edit list): answer-key material."""
+    return {"media_id": identifier, "start_s": ref.start_s, "end_s": ref.end_s, "clip_id": ref.clip_id,
+            "probe_id": ref.probe_id, "edit_list": ref.edit_list.model_dump(mode="json") if ref.edit_list else None}
+
+
+def answer_key(task: Task) -> str:
+    """JSON of everything about a task a model must not see: media recipes, source ids, meta."""
+    media = [media_key(ref, media_id(task, i)) for i, ref in enumerate(task.media)]
+    return json.dumps({"media": media, "source_ids": list(task.source_ids), "meta": task.meta},
+                      sort_keys=True, ensure_ascii=False)
 
 
 def frame_count(duration_s: float, config: ExportConfig) -> int:
@@ -102,8 +128,8 @@ def _identity(task: Task, sample_id: str) -> dict[str, Any]:
     return {
         "sample_id": sample_id, "task_id": task.task_id, "family": task.family, "kind": task.kind,
         "video_id": task.video_id, "video_ids": list(task.video_ids), "split": task.split,
-        "source_ids": list(task.source_ids),
-        "media": [media_row(ref, label) for ref, label in zip(task.media, _labels(task))],
+        "media": [media_row(ref, media_id(task, i), label) for i, (ref, label) in enumerate(zip(task.media, _labels(task)))],
+        "answer_key": answer_key(task),
     }
 
 
@@ -140,13 +166,30 @@ def to_rl_row(task: Task, config: ExportConfig | None = None) -> dict[str, Any]:
         "reward_rule": task.reward_rule,
         "options": list(task.options),
         "difficulty": float(task.difficulty),
-        "meta": json.dumps(task.meta, sort_keys=True),
     }
 
 
-def export_rows(tasks: Iterable[Task], config: ExportConfig | None = None) -> tuple[list[dict], list[dict]]:
-    """(sft rows, rl rows) for `tasks`, sorted by sample_id."""
+def media_unit(task: Task) -> str:
+    """What decides a task's table: its probe (all questions about one probe together), else itself."""
+    probes = [ref.probe_id for ref in task.media if ref.probe_id]
+    return probes[0] if probes else task.task_id
+
+
+def is_rl_task(task: Task, config: TasksConfig) -> bool:
+    """Whether a task belongs to the RL share (a fixed coin per media unit and seed)."""
+    return unit_hash(media_unit(task), f"rl-share/{config.seed}") < config.rl_share
+
+
+def export_rows(tasks: Iterable[Task], config: ExportConfig | TasksConfig | None = None) -> tuple[list[dict], list[dict]]:
+    """(sft rows, rl rows) for `tasks`, sorted by sample_id. With the tasks config, each task goes
+    to one table (`rl_share`), or to both when `rl_overlap`; with only an export config, to both."""
     tasks = sorted(tasks, key=lambda t: t.task_id)
+    if isinstance(config, TasksConfig):
+        if config.rl_overlap:
+            return export_rows(tasks, config.export)
+        rl = [t for t in tasks if is_rl_task(t, config)]
+        sft = [t for t in tasks if not is_rl_task(t, config)]
+        return [to_sft_row(t, config.export) for t in sft], [to_rl_row(t, config.export) for t in rl]
     return [to_sft_row(t, config) for t in tasks], [to_rl_row(t, config) for t in tasks]
 
 

@@ -17,11 +17,12 @@ or that fill most of it are skipped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Iterable, Mapping, Sequence
 
 from vidcorpus.config.tasks import TasksConfig
-from vidcorpus.ids import child_id, split_of
+from vidcorpus.ids import child_id
 from vidcorpus.tasks.records import MediaRef, Task, format_span, round_time, seeded_rng
 from vidcorpus.tasks.rewards import normalize_text
 from vidcorpus.tasks.windows import clips_overlapping, contiguous_runs, window_covering
@@ -145,7 +146,7 @@ def _grounding_task(task_id: str, kind: str, video: Mapping[str, Any], split: st
     covered = sum(e - s for s, e in shifted)
     if covered > MAX_EVENT_SHARE * (end - start):
         return None
-    truth = [[round_time(s), round_time(e)] for s, e in shifted]
+    truth = {"spans": [[round_time(s), round_time(e)] for s, e in shifted], "duration_s": round_time(end - start)}
     return Task(
         task_id=task_id, family="grounding", kind=kind, video_id=video["video_id"],
         video_ids=[video["video_id"]], split=split, source_ids=source_ids,
@@ -156,6 +157,12 @@ def _grounding_task(task_id: str, kind: str, video: Mapping[str, Any], split: st
     )
 
 
+def grounding_task_id(video_id: str, parent: str) -> str:
+    """The video's id and a hash of the annotation asked about: the clip index a caption's id
+    carries would tell roughly when the event happens."""
+    return f"{video_id}_ground_{hashlib.sha256(parent.encode()).hexdigest()[:10]}"
+
+
 def plan_grounding_tasks(
     video: Mapping[str, Any], clips: Sequence[Clip], annotations: Sequence[Annotation], config: TasksConfig
 ) -> list[Task]:
@@ -164,7 +171,7 @@ def plan_grounding_tasks(
     if not (config.enabled and settings.enabled) or not clips:
         return []
     video_id = video["video_id"]
-    split = split_of(video_id, config.splits.fractions)
+    split = video["split"]
     runs = contiguous_runs(clips)
     captions = captions_by_clip(annotations)
     clip_by_id = {c["clip_id"]: c for c in clips}
@@ -205,13 +212,13 @@ def plan_grounding_tasks(
             if _caption_is_ambiguous(clip, clips_overlapping(run, *window), captions):
                 continue
             task = _grounding_task(
-                child_id(parent, "ground", 0), "grounding_caption", video, split, window, events,
+                grounding_task_id(video_id, parent), "grounding_caption", video, split, window, events,
                 CAPTION_QUESTION.format(event=captions[clip["clip_id"]].rstrip(".")), SPAN_FORMAT,
                 [parent, clip["clip_id"]], {"source": "caption", "clip_id": clip["clip_id"]})
         else:
             question = str(annotation_payload(item)["question"]).strip()
             task = _grounding_task(
-                child_id(parent, "ground", 0), "grounding_qa", video, split, window, events,
+                grounding_task_id(video_id, parent), "grounding_qa", video, split, window, events,
                 QA_QUESTION.format(question=question), SPANS_FORMAT if len(events) > 1 else SPAN_FORMAT,
                 [parent], {"source": "qa", "answer": annotation_payload(item).get("answer")})
         if task is not None:

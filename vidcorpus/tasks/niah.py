@@ -7,10 +7,10 @@ drawn from a grid of haystack length x needle depth x needle kind:
   the haystack's own frames (the timeline is unchanged). Questions: what does it say
   (``exact``), when is it shown (``temporal_iou``).
 - ``foreign``: a clip of another video (same split) is spliced in at the depth point; the
-  haystack after it moves later by the clip's length. Questions: when does the
+  haystack is trimmed by the clip's length, so every probe lasts its grid length. Questions: when does the
   out-of-place segment occur (``temporal_iou``) and, when the clip has a caption, which
   description matches it (``choice``, distractors from the haystack's own captions).
-- ``multi``: k different words at stratified positions. Questions: how many (``exact``),
+- ``multi``: k different words (k uniform over `multi_counts`, 1-5) at stratified positions. Questions: how many (``exact``),
   in which order (``order``), when (``temporal_iou`` over all spans).
 
 Depth d puts a needle's start at d * (haystack - needle): 0 is the first frame, 1 ends on the
@@ -29,7 +29,7 @@ import random
 from typing import Any, Iterable, Mapping, Sequence
 
 from vidcorpus.config.tasks import NiahConfig, TasksConfig
-from vidcorpus.ids import child_id, split_of, unit_hash
+from vidcorpus.ids import child_id, unit_hash
 from vidcorpus.media.decode import snap as snap_size
 from vidcorpus.media.needle import needle_layout
 from vidcorpus.tasks.records import (
@@ -129,6 +129,12 @@ def _haystack_starts(runs: Sequence[Sequence[Clip]], length_s: float) -> list[tu
     return starts
 
 
+def multi_min_haystack_s(config: NiahConfig) -> float:
+    """The shortest haystack with room for the most needles of `multi_counts` (two needle lengths
+    per slot), so every count stays equally likely."""
+    return 2 * config.needle_s[1] * config.multi_counts[1]
+
+
 def grid_cells(config: NiahConfig, longest_run_s: float, multi_min_s: float, has_foreign: bool) -> list[tuple]:
     """Feasible (haystack_s, kind, depth) cells for a video whose longest clip run is `longest_run_s`."""
     cells = []
@@ -166,7 +172,7 @@ def foreign_candidate(
         "uri": video["uri"],
         "start_s": float(clip["start_s"]),
         "end_s": float(clip["end_s"]),
-        "split": split_of(clip["video_id"], config.splits.fractions),
+        "split": video["split"],
         "dup_group": clip.get("dup_group"),
         "caption": caption,
     }
@@ -246,11 +252,11 @@ def _rendered_probe(base: dict, rng: random.Random, config: NiahConfig,
 
 
 def _multi_probe(base: dict, rng: random.Random, config: NiahConfig) -> tuple[list[Segment], list[Needle]]:
-    """k words, one per equal slot of the haystack, at a random place inside each slot."""
+    """k words (uniform over `multi_counts`), one per equal slot of the haystack, at a random
+    place inside each slot."""
     video, run, source_start, haystack_s, fps, width, height = (
         base[k] for k in ("video", "run", "source_start", "haystack_s", "fps", "width", "height"))
-    most = max(2, min(config.multi_k, int(haystack_s // (2 * config.needle_s[1]))))
-    k = rng.randint(2, most)
+    k = rng.randint(*config.multi_counts)
     slot = haystack_s / k
     taken: set[str] = set()
     placed, needles = [], []
@@ -271,13 +277,16 @@ def _multi_probe(base: dict, rng: random.Random, config: NiahConfig) -> tuple[li
 
 def _foreign_probe(base: dict, rng: random.Random, config: NiahConfig, depth: float,
                    candidates: Sequence[Mapping[str, Any]]) -> tuple[list[Segment], list[Needle]]:
-    """Splice the middle of a foreign clip in at the depth point."""
+    """Splice the middle of a foreign clip in at the depth point of a haystack trimmed by the
+    needle's length, so the probe lasts the grid length whatever the needle's (its duration
+    says nothing about the needle)."""
     video, run, source_start, haystack_s, fps = (base[k] for k in ("video", "run", "source_start", "haystack_s", "fps"))
     entry = rng.choice(candidates)
     clip_s = float(entry["end_s"]) - float(entry["start_s"])
-    length = _needle_length(rng, config.foreign_s, fps, clip_s)
+    length = _needle_length(rng, config.foreign_s, fps, min(clip_s, haystack_s / 2))
     length = min(length, math.floor(clip_s * fps + 1e-6) / fps)
-    at = snap(depth * haystack_s, fps)
+    own_s = snap(haystack_s - length, fps)
+    at = snap(depth * own_s, fps)
     foreign_start = float(entry["start_s"]) + math.floor((clip_s - length) / 2 * fps + 1e-6) / fps
     span = Span(start_s=at, end_s=snap(at + length, fps))
     segments = []
@@ -287,12 +296,17 @@ def _foreign_probe(base: dict, rng: random.Random, config: NiahConfig, depth: fl
         role="needle", video_id=entry["video_id"], uri=entry["uri"], source_start_s=foreign_start,
         source_end_s=foreign_start + length, start_s=at, end_s=span.end_s, clip_ids=[entry["clip_id"]],
     ))
-    if at < haystack_s:
-        tail = _haystack_piece(video, run, source_start, at, haystack_s)
-        segments.append(tail.model_copy(update={"start_s": span.end_s, "end_s": snap(haystack_s + length, fps)}))
+    if at < own_s:
+        tail = _haystack_piece(video, run, source_start, at, own_s)
+        segments.append(tail.model_copy(update={"start_s": span.end_s, "end_s": snap(own_s + length, fps)}))
     needle = Needle(kind="foreign", span=span, depth=depth, video_id=entry["video_id"],
                     clip_id=entry["clip_id"], caption=entry.get("caption"))
     return segments, [needle]
+
+
+def _own_footage_end(segments: Sequence[Segment], video_id: str) -> float:
+    """Where the haystack's own footage ends in its source (foreign probes use less than the grid length)."""
+    return max(s.source_end_s for s in segments if s.video_id == video_id)
 
 
 def plan_niah_probes(
@@ -311,13 +325,13 @@ def plan_niah_probes(
     if not (config.enabled and niah.enabled) or not clips or niah.probes_per_video == 0:
         return []
     video_id = video["video_id"]
-    split = split_of(video_id, config.splits.fractions)
+    split = video["split"]
     runs = contiguous_runs(clips)
     fps, width, height = probe_geometry(video, niah)
     haystack_groups = {c.get("dup_group") for c in clips if c.get("dup_group") is not None}
     candidates = _eligible_foreign(foreign_pool, video_id, split, haystack_groups, niah.foreign_s[0])
     longest = max(run_span(run)[1] - run_span(run)[0] for run in runs)
-    cells = grid_cells(niah, longest, 4 * niah.needle_s[1], bool(candidates))
+    cells = grid_cells(niah, longest, multi_min_haystack_s(niah), bool(candidates))
     chooser = seeded_rng(config.seed, video_id, "niah-cells")
     chosen = sorted(chooser.sample(range(len(cells)), min(niah.probes_per_video, len(cells))))
     specs = []
@@ -335,11 +349,12 @@ def plan_niah_probes(
             segments, needles = _foreign_probe(base, rng, niah, depth, candidates)
         else:
             segments, needles = _multi_probe(base, rng, niah)
-        haystack_clips = clips_overlapping(runs[run_index], source_start, source_start + haystack_s)
+        source_end = _own_footage_end(segments, video_id)
+        haystack_clips = clips_overlapping(runs[run_index], source_start, source_end)
         specs.append(ProbeSpec(
             probe_id=child_id(video_id, "niah", position), video_id=video_id, split=split, kind=kind,
             haystack_s=haystack_s, depth=depth,
-            haystack_source=Span(start_s=source_start, end_s=source_start + haystack_s),
+            haystack_source=Span(start_s=source_start, end_s=source_end),
             haystack_clip_ids=[c["clip_id"] for c in haystack_clips], needles=needles,
             edit=EditList(fps=fps, width=width, height=height, segments=segments), seed=config.seed,
         ))
@@ -362,8 +377,10 @@ def _difficulty(haystack_s: float, needle_s: float, bonus: float = 0.0) -> float
     return round(min(1.0, math.log10(ratio) / math.log10(300.0) + bonus), 4)
 
 
-def _spans_truth(needles: Sequence[Needle]) -> list[list[float]]:
-    return [[round_time(n.span.start_s), round_time(n.span.end_s)] for n in needles]
+def _spans_truth(needles: Sequence[Needle], duration_s: float) -> dict[str, Any]:
+    """The needle spans and the probe's length (the reward subtracts what the whole video earns)."""
+    return {"spans": [[round_time(n.span.start_s), round_time(n.span.end_s)] for n in needles],
+            "duration_s": round_time(duration_s)}
 
 
 def _options(rng: random.Random, answer: str, preferred: Sequence[str], fallback: Sequence[str],
@@ -413,7 +430,7 @@ def probe_tasks(
     meta = {
         "probe_kind": spec.kind, "haystack_s": spec.haystack_s, "depth": spec.depth,
         "haystack_source": [spec.haystack_source.start_s, spec.haystack_source.end_s],
-        "needles": [n.model_dump() for n in spec.needles], "fps": spec.edit.fps,
+        "needles": [n.model_dump() for n in spec.needles], "fps": spec.edit.fps, "quality": spec.quality,
     }
     common = dict(family="niah", video_id=spec.video_id, video_ids=video_ids, split=spec.split,
                   source_ids=[spec.probe_id, *spec.haystack_clip_ids, *[n.clip_id for n in spec.needles if n.clip_id]],
@@ -429,12 +446,12 @@ def probe_tasks(
         add("text", question=rng.choice(RENDERED_TEXT_QUESTIONS), answer_format=TEXT_FORMAT,
             ground_truth=needle.text, answer=needle.text, reward_rule="exact", difficulty=difficulty)
         add("span", question=rng.choice(RENDERED_SPAN_QUESTIONS), answer_format=SPAN_FORMAT,
-            ground_truth=_spans_truth(spec.needles), answer=format_span(needle.span.start_s, needle.span.end_s),
+            ground_truth=_spans_truth(spec.needles, spec.edit.duration_s), answer=format_span(needle.span.start_s, needle.span.end_s),
             reward_rule="temporal_iou", difficulty=difficulty)
     elif spec.kind == "foreign":
         (needle,) = spec.needles
         add("span", question=rng.choice(FOREIGN_SPAN_QUESTIONS), answer_format=SPAN_FORMAT,
-            ground_truth=_spans_truth(spec.needles), answer=format_span(needle.span.start_s, needle.span.end_s),
+            ground_truth=_spans_truth(spec.needles, spec.edit.duration_s), answer=format_span(needle.span.start_s, needle.span.end_s),
             reward_rule="temporal_iou", difficulty=difficulty)
         own = [captions[c] for c in spec.haystack_clip_ids if captions.get(c)]
         choice = (_options(rng, needle.caption, own, extra_distractors, config.niah.choice_options)
@@ -447,7 +464,7 @@ def probe_tasks(
                 answer=f"{letter}. {options['ABCDEFGH'.index(letter)]}", reward_rule="choice", difficulty=difficulty)
     else:
         words = [n.text for n in spec.needles]
-        bonus = 0.05 * (len(words) - 2)
+        bonus = 0.05 * (len(words) - 1)
         add("count", question=rng.choice(MULTI_COUNT_QUESTIONS), answer_format=COUNT_FORMAT,
             ground_truth=len(words), answer=str(len(words)), reward_rule="exact",
             difficulty=_difficulty(spec.haystack_s, needle_s, bonus))
@@ -455,7 +472,7 @@ def probe_tasks(
             ground_truth=words, answer=", ".join(words), reward_rule="order",
             difficulty=_difficulty(spec.haystack_s, needle_s, bonus + 0.1))
         add("spans", question=rng.choice(MULTI_SPANS_QUESTIONS), answer_format=SPANS_FORMAT,
-            ground_truth=_spans_truth(spec.needles),
+            ground_truth=_spans_truth(spec.needles, spec.edit.duration_s),
             answer=", ".join(format_span(n.span.start_s, n.span.end_s) for n in spec.needles),
             reward_rule="temporal_iou", difficulty=_difficulty(spec.haystack_s, needle_s, bonus + 0.1))
     return tasks

@@ -14,7 +14,7 @@ import random
 from typing import Any, Mapping, Sequence
 
 from vidcorpus.config.tasks import TasksConfig
-from vidcorpus.ids import child_id, split_of
+from vidcorpus.ids import child_id
 from vidcorpus.tasks.records import MediaRef, Task, seeded_rng
 
 Clip = dict[str, Any]
@@ -45,12 +45,14 @@ def draw_distinct_clips(clips: Sequence[Clip], k: int, rng: random.Random) -> li
 
 
 def shuffled_presentation(k: int, rng: random.Random) -> list[int]:
-    """A permutation of range(k) that is never the identity (presented slot -> time rank)."""
-    order = list(range(k))
-    rng.shuffle(order)
-    if order == sorted(order):
-        order = order[1:] + order[:1]
-    return order
+    """A permutation of range(k), uniform over all but the identity (presented slot -> time
+    rank): Fisher-Yates shuffles with the seeded RNG, drawn again when one comes out in order."""
+    identity = list(range(k))
+    while True:
+        order = identity[:]
+        rng.shuffle(order)
+        if order != identity:
+            return order
 
 
 def clip_window(clip: Clip, uri: str, max_clip_s: float) -> MediaRef:
@@ -74,7 +76,7 @@ def plan_ordering_tasks(video: Mapping[str, Any], clips: Sequence[Clip], config:
     if not (config.enabled and settings.enabled):
         return []
     video_id = video["video_id"]
-    split = split_of(video_id, config.splits.fractions)
+    split = video["split"]
     eligible = sorted(
         (c for c in clips if float(c["end_s"]) - float(c["start_s"]) >= settings.min_clip_s),
         key=lambda c: c["clip_id"],

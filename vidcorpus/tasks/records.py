@@ -137,6 +137,7 @@ class ProbeSpec(_Record):
     needles: list[Needle]
     edit: EditList
     seed: int
+    quality: dict[str, float] = Field(default_factory=dict)  # measured by the needle gates (tasks.quality)
 
 
 class MediaRef(_Record):
