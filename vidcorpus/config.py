@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vidcorpus.annotators.config import AnnotatorConfig
 from vidcorpus.runners import DataflowConfig
 from vidcorpus.scoring.clip_config import ClipConfig
+from vidcorpus.scoring.transnet_config import TransnetConfig
 from vidcorpus.tasks.config import TasksConfig
 
 
@@ -68,13 +69,16 @@ class DecodeConfig(Section):
 
 
 class ScenesConfig(Section):
-    detector: Literal["content", "adaptive", "threshold", "hash", "histogram"] = "content"
+    detector: Literal["content", "adaptive", "threshold", "hash", "histogram", "transnetv2", "consensus"] = "content"
+    """A PySceneDetect detector; `transnetv2` (the model, `transnet:`); `consensus` (content and model cuts merged)."""
     threshold: float | None = None
-    """Detector threshold; None keeps PySceneDetect's default for the chosen detector."""
+    """Detector threshold; None keeps the detector's default (PySceneDetect's; TransNetV2's 0.5).
+    With `consensus` it is the content detector's."""
     min_scene_s: float = Field(0.5, ge=0)
     """Scenes shorter than this merge into a neighbour."""
     max_scene_s: float | None = Field(None, gt=0)
     """Scenes longer than this split into equal parts; None keeps them whole."""
+    transnet: TransnetConfig = TransnetConfig()
 
 
 class KeyframesConfig(Section):

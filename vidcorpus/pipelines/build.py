@@ -29,6 +29,7 @@ from vidcorpus.pipelines.discover import Identify, discover, pick_one
 from vidcorpus.pipelines.embed import EmbedCandidates, text_embeddings
 from vidcorpus.pipelines.release import (clear_release, plan_release, table_jobs, write_file_job, write_shard_job,
                                          write_table_job)
+from vidcorpus.media.scenes import MODEL_DETECTORS
 from vidcorpus.pipelines.scan import Input, Scanned, scan_video, staging_dir
 from vidcorpus.pipelines.segment import RESULT, Embeddings, segment_video
 from vidcorpus.pipelines.tasks import add_tasks, pool_entries
@@ -42,6 +43,7 @@ Result = Dict[str, Any]
 RESULT_SECTIONS = ("input", "ids", "probe", "decode", "scenes", "keyframes", "clips", "clip", "shards")
 CLIP_EXECUTION_KEYS = ("device", "precision", "batch_size", "min_batch_size", "model_copies", "accelerator",
                        "cache_dir")
+TRANSNET_EXECUTION_KEYS = ("device", "precision", "batch_windows", "model_copies", "accelerator")
 
 
 def result_fingerprint(cfg: BuildConfig) -> str:
@@ -49,6 +51,8 @@ def result_fingerprint(cfg: BuildConfig) -> str:
     so a job resumed on other hardware (or on Dataflow) reuses what is done."""
     sections = {k: v for k, v in config_to_dict(cfg).items() if k in RESULT_SECTIONS}
     sections["clip"] = {k: v for k, v in sections["clip"].items() if k not in CLIP_EXECUTION_KEYS}
+    transnet = sections["scenes"]["transnet"]
+    sections["scenes"]["transnet"] = {k: v for k, v in transnet.items() if k not in TRANSNET_EXECUTION_KEYS}
     return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -140,15 +144,19 @@ def pipeline_options(cfg: BuildConfig) -> PipelineOptions:
 
 
 def for_runner(cfg: BuildConfig) -> BuildConfig:
-    """On Dataflow, the CLIP step carries the GPU resource hint (and nothing else does)."""
+    """On Dataflow, the CLIP and TransNetV2 steps carry the GPU resource hint (and nothing else does)."""
     if cfg.runner.name != "dataflow":
         return cfg
-    from vidcorpus.runners import gpu_plan_problems, with_clip_accelerator
+    from vidcorpus.runners import clip_resource_hints, gpu_plan_problems, with_clip_accelerator
     clip = with_clip_accelerator(cfg.clip, cfg.dataflow)
     problems = gpu_plan_problems(clip, cfg.runner.name, cfg.dataflow)
     if problems:
         raise ValueError("; ".join(problems))
-    return cfg.model_copy(update={"clip": clip})
+    scenes = cfg.scenes
+    accelerator = clip_resource_hints(cfg.dataflow).get("accelerator")
+    if scenes.detector in MODEL_DETECTORS and accelerator and scenes.transnet.accelerator is None:
+        scenes = scenes.model_copy(update={"transnet": scenes.transnet.model_copy(update={"accelerator": accelerator})})
+    return cfg.model_copy(update={"clip": clip, "scenes": scenes})
 
 
 def skipped_stages(cfg: BuildConfig) -> dict[str, str]:
@@ -227,18 +235,27 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
     scanned = (unique.ok
                | "SpreadVideos" >> fusion_break(cfg)
                | "Scan" >> beam.ParDo(Scan(cfg, work_dir, retry_failed)).with_outputs("done", main="scanned"))
-    text = text_embeddings(cfg)
+    done = [scanned.done]
     to_segment = scanned.scanned
+    if cfg.scenes.detector in MODEL_DETECTORS:
+        from vidcorpus.pipelines.shots import DetectShots
+        fingerprint = result_fingerprint(cfg)
+        shots = to_segment | "Shots" >> DetectShots(cfg)
+        to_segment = shots.scanned
+        done.append(shots.done | "StageShotFailures" >> beam.Map(
+            lambda r: stamp(r, fingerprint, work_dir, r["failures"][0]["video_id"])))
+    text = text_embeddings(cfg)
+    with_cuts = to_segment
     if "clip" not in stages_off:
-        embeddings = scanned.scanned | "Embed" >> EmbedCandidates(cfg)
-        to_segment = ({"scanned": scanned.scanned | "KeyScanned" >> beam.Map(lambda s: (s.item.video_id, s)),
+        embeddings = with_cuts | "Embed" >> EmbedCandidates(cfg)
+        to_segment = ({"scanned": with_cuts | "KeyScanned" >> beam.Map(lambda s: (s.item.video_id, s)),
                        "embeddings": embeddings}
                       | "JoinEmbeddings" >> beam.CoGroupByKey()
                       | "WithEmbeddings" >> beam.FlatMap(join_embeddings, text))
     segmented = (to_segment
                  | "SpreadScanned" >> fusion_break(cfg)
                  | "Segment" >> beam.ParDo(Segment(cfg, work_dir, text)).with_output_types(Result))
-    results = (segmented, scanned.done) | "Videos" >> beam.Flatten()
+    results = (segmented, *done) | "Videos" >> beam.Flatten()
     if "annotate" not in stages_off:
         results = (results
                    | "SpreadForLLM" >> fusion_break(cfg)
