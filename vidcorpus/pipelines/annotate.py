@@ -4,7 +4,8 @@ endpoint is configured."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Dict
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -43,6 +44,23 @@ class Annotate(beam.DoFn):
             annotate_result(result, self.annotator, self.work_dir)
             self.tokens.inc(result["usage"].get("tokens_in", 0) + result["usage"].get("tokens_out", 0))
         yield result
+
+
+class AnnotateOnWorker(beam.PTransform):
+    """`llm.backend: vllm-worker`: the same step through RunInference, with a vLLM server on the
+    worker as the model (and the accelerator resource hint)."""
+
+    def __init__(self, cfg: BuildConfig, work_dir: str):
+        super().__init__()
+        self.llm, self.work_dir = llm_config(cfg, work_dir), work_dir
+
+    def expand(self, results):
+        from apache_beam.ml.inference.base import RunInference
+
+        from vidcorpus.annotators.vllm_worker import VllmAnnotateHandler
+
+        handler = VllmAnnotateHandler(self.llm, functools.partial(annotate_result, work_dir=self.work_dir))
+        return results | "AnnotateOnWorker" >> RunInference(handler).with_output_types(Dict[str, Any])
 
 
 def annotate_result(result: dict[str, Any], annotator, work_dir: str) -> None:

@@ -24,7 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from vidcorpus import storage
 from vidcorpus.config import BuildConfig, config_to_dict
-from vidcorpus.pipelines.annotate import Annotate
+from vidcorpus.pipelines.annotate import Annotate, AnnotateOnWorker
 from vidcorpus.pipelines.discover import Identify, discover, pick_one
 from vidcorpus.pipelines.embed import EmbedCandidates, text_embeddings
 from vidcorpus.pipelines.release import (clear_release, plan_release, table_jobs, write_file_job, write_shard_job,
@@ -156,7 +156,10 @@ def for_runner(cfg: BuildConfig) -> BuildConfig:
     accelerator = clip_resource_hints(cfg.dataflow).get("accelerator")
     if scenes.detector in MODEL_DETECTORS and accelerator and scenes.transnet.accelerator is None:
         scenes = scenes.model_copy(update={"transnet": scenes.transnet.model_copy(update={"accelerator": accelerator})})
-    return cfg.model_copy(update={"clip": clip, "scenes": scenes})
+    llm = cfg.llm
+    if llm.backend == "vllm-worker" and accelerator and llm.vllm.accelerator is None:
+        llm = llm.model_copy(update={"vllm": llm.vllm.model_copy(update={"accelerator": accelerator})})
+    return cfg.model_copy(update={"clip": clip, "scenes": scenes, "llm": llm})
 
 
 def skipped_stages(cfg: BuildConfig) -> dict[str, str]:
@@ -257,9 +260,9 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
                  | "Segment" >> beam.ParDo(Segment(cfg, work_dir, text)).with_output_types(Result))
     results = (segmented, *done) | "Videos" >> beam.Flatten()
     if "annotate" not in stages_off:
-        results = (results
-                   | "SpreadForLLM" >> fusion_break(cfg)
-                   | "Annotate" >> beam.ParDo(Annotate(cfg, work_dir)).with_output_types(Result))
+        results = results | "SpreadForLLM" >> fusion_break(cfg)
+        results = (results | "Annotate" >> AnnotateOnWorker(cfg, work_dir) if cfg.llm.backend == "vllm-worker"
+                   else results | "Annotate" >> beam.ParDo(Annotate(cfg, work_dir)).with_output_types(Result))
     if "tasks" not in stages_off:
         entries = results | "ForeignPool" >> beam.FlatMap(pool_entries, cfg)
         pool = once(p, "SortPool", entries, sorted, key=lambda e: e["clip_id"])
