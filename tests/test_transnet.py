@@ -152,3 +152,16 @@ def test_on_dataflow_the_shot_step_gets_the_gpu_hint_like_clip():
     assert hints == {"accelerator": accelerator}
     assert for_runner(load_config(None, ["runner.name=dataflow", "dataflow.project=my-project",
                                          "dataflow.temp_location=gs://my-bucket/tmp"])).scenes.transnet.accelerator is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fp16_finds_the_boundaries_cpu_fp32_finds(detected, model):
+    scanned, on_cpu, cfg = detected
+    gpu = load_shot_model(TransnetConfig(device="cuda"))
+    assert gpu.device.type == "cuda" and gpu.dtype == torch.float16
+    [fp16] = TransnetHandler(TransnetConfig(device="cuda")).run_inference([scanned.shot_frames], gpu)
+    fp32 = predict_shots(model, scanned.shot_frames, 8)
+    np.testing.assert_allclose(fp16.single, fp32.single, atol=0.05)
+    np.testing.assert_allclose(fp16.many, fp32.many, atol=0.05)
+    on_gpu = with_model_cuts(scanned, fp16, cfg.scenes)
+    assert (on_gpu.scan.cuts, on_gpu.scan.transitions) == (on_cpu.scan.cuts, on_cpu.scan.transitions)
