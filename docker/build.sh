@@ -37,7 +37,7 @@ beam_version=$("$python" -c 'import apache_beam; print(apache_beam.__version__)'
 python_version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 build_args=(--build-arg "BEAM_VERSION=$beam_version" --build-arg "PYTHON_VERSION=$python_version")
-for name in TORCH_INDEX_URL TORCH_VERSION TORCHVISION_VERSION CLIP_MODEL CLIP_PRETRAINED; do
+for name in TORCH_INDEX_URL TORCH_VERSION TORCHVISION_VERSION CLIP_MODEL CLIP_PRETRAINED VLLM_VERSION; do
   if [[ -n "${!name+set}" ]]; then
     build_args+=(--build-arg "$name=${!name}")
   fi

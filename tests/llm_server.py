@@ -26,6 +26,7 @@ import io
 import json
 import math
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -85,9 +86,9 @@ class FakeLLMServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> None:
+    def start(self, port: int = 0) -> None:
         handler = type("Handler", (_Handler,), {"owner": self})
-        self._httpd = _Server(("127.0.0.1", 0), handler)
+        self._httpd = _Server(("127.0.0.1", port), handler)
         threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def stop(self) -> None:
@@ -145,6 +146,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
+
+    def do_GET(self) -> None:
+        """`/health`, as `vllm serve` answers it once the model is loaded."""
+        status = 200 if self.path == "/health" else 404
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode("utf-8")
@@ -346,3 +354,23 @@ def _texts(message: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     return "\n".join(p["text"] for p in content if p.get("type") == "text")
+
+
+def main(argv: list[str]) -> None:
+    """Run as a process, a stand-in for `vllm serve` in the vLLM worker tests:
+    `python llm_server.py --port N [--startup-delay S]` (not listening until the delay is over)."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--startup-delay", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    time.sleep(args.startup_delay)
+    server = FakeLLMServer(quirks=False)
+    server.start(args.port)
+    print(f"serving on {server.base_url}", flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -176,7 +176,7 @@ def test_without_transition_check_the_fade_would_chain_three_scenes():
 def test_stitched_events_are_split_on_frames_as_without_clip():
     bounds, timestamps, embeddings = five_scene_video()
     scan = SimpleNamespace(cuts=[int(start * 10) for start, _ in bounds[1:]], times=np.arange(200) / 10.0,
-                           end_time=20.0)   # a 10 fps source; its candidates are the 1 fps samples
+                           end_time=20.0, transitions=[])   # a 10 fps source; its candidates are the 1 fps samples
     scanned = SimpleNamespace(scan=scan, candidates=[SimpleNamespace(t=t) for t in timestamps])
     cfg = load_config(None, ["scenes.max_scene_s=3"])
     spans = clip_spans(scanned, cfg, SimpleNamespace(matrix=embeddings))

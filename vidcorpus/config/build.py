@@ -18,6 +18,7 @@ from vidcorpus.config.clip import ClipConfig
 from vidcorpus.config.llm import AnnotatorConfig
 from vidcorpus.config.runner import DataflowConfig, RunnerConfig
 from vidcorpus.config.tasks import TasksConfig
+from vidcorpus.config.transnet import TransnetConfig
 
 VIDEO_EXTENSIONS = (
     "mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "mts", "m2ts",
@@ -56,13 +57,16 @@ class DecodeConfig(Section):
 
 
 class ScenesConfig(Section):
-    detector: Literal["content", "adaptive", "threshold", "hash", "histogram"] = "content"
+    detector: Literal["content", "adaptive", "threshold", "hash", "histogram", "transnetv2", "consensus"] = "content"
+    """A PySceneDetect detector; `transnetv2` (the model, `transnet:`); `consensus` (content and model cuts merged)."""
     threshold: float | None = None
-    """Detector threshold; None keeps PySceneDetect's default for the chosen detector."""
+    """Detector threshold; None keeps the detector's default (PySceneDetect's; TransNetV2's 0.5).
+    With `consensus` it is the content detector's."""
     min_scene_s: float = Field(0.5, ge=0)
     """Scenes shorter than this merge into a neighbour."""
     max_scene_s: float | None = Field(None, gt=0)
     """Scenes longer than this split into equal parts; None keeps them whole."""
+    transnet: TransnetConfig = TransnetConfig()
 
 
 class KeyframesConfig(Section):

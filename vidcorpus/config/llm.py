@@ -34,8 +34,36 @@ class EndpointConfig(Section):
     max_tokens: int | None = Field(None, ge=1)
 
 
+class VllmWorkerConfig(Section):
+    """`llm.backend: vllm-worker`: the server each GPU worker starts for `llm.model`."""
+
+    command: tuple[str, ...] = ("vllm", "serve", "{model}", "--host", "127.0.0.1", "--port", "{port}",
+                                "--gpu-memory-utilization", "{gpu_memory_utilization}",
+                                "--limit-mm-per-prompt", "{limit_mm_per_prompt}")
+    """The server command; {model}, {port}, {gpu_memory_utilization}, {limit_mm_per_prompt} are filled in."""
+    port: int | None = Field(None, ge=1, le=65535)
+    """None: a free port on the worker."""
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    """Share of the GPU's memory vLLM may take (weights plus KV cache)."""
+    limit_mm_per_prompt: dict[str, int] = Field(default_factory=lambda: {"image": 8})
+    """Most images per request; at least `max_keyframes_per_clip` + 1 (differential captions)."""
+    health_path: str = "/health"
+    startup_timeout_s: float = Field(1200.0, gt=0)
+    health_poll_s: float = Field(2.0, gt=0)
+    max_restarts: int = Field(3, ge=0)
+    stop_timeout_s: float = Field(30.0, gt=0)
+    shared: bool = True
+    """One server per worker machine, shared by its SDK processes; False: one per process."""
+    accelerator: str | None = None
+    """Beam resource hint for the annotate step (filled from `dataflow` when it places GPUs)."""
+
+
 class AnnotatorConfig(Section):
     enabled: bool = True
+    backend: Literal["endpoint", "vllm-worker"] = "endpoint"
+    """`endpoint`: an OpenAI-compatible URL (`base_url`); `vllm-worker`: each GPU worker serves
+    `model` itself with vLLM (`vllm:`), spoken to over localhost."""
+    vllm: VllmWorkerConfig = VllmWorkerConfig()
     base_url: str | None = None
     """OpenAI-compatible base URL (e.g. `http://localhost:8000/v1`); None reads `OPENAI_BASE_URL`."""
     api_key_env: str = "OPENAI_API_KEY"
@@ -123,6 +151,8 @@ def skipped_reason(config: AnnotatorConfig, env: Mapping[str, str] | None = None
         return "LLM annotation disabled (llm.enabled: false)"
     if not config.caption.enabled:
         return "LLM annotation disabled (llm.caption.enabled: false)"
+    if config.backend == "vllm-worker":
+        return None
     if not endpoint_configured(config, env):
         return (
             f"no LLM endpoint: set llm.base_url or OPENAI_BASE_URL, "

@@ -51,47 +51,81 @@ DETECTORS = {
     "histogram": HistogramDetector,
 }
 THRESHOLD_ARG = {"adaptive": "adaptive_threshold"}
+MODEL_DETECTORS = ("transnetv2", "consensus")
+"""Detectors whose cuts come (also) from TransNetV2 after the decode pass."""
+IN_PASS_DETECTOR = {"transnetv2": None, "consensus": "content"}
+"""The PySceneDetect detector that runs during the pass for each model detector (None: none)."""
 
 
 class SceneCutter:
     """Wraps one PySceneDetect detector; frames are pushed in decode order, cuts come back as
-    frame indices (the first frame of each new scene)."""
+    frame indices (the first frame of each new scene). With `transnetv2` it finds nothing: the
+    model's cuts come after the pass."""
 
     def __init__(self, cfg: ScenesConfig, fps: float):
         self.fps = fps if fps and fps > 0 else 25.0
-        kwargs = {"min_scene_len": max(1, math.ceil(cfg.min_scene_s * self.fps))}
-        if cfg.threshold is not None:
-            kwargs[THRESHOLD_ARG.get(cfg.detector, "threshold")] = cfg.threshold
-        if cfg.detector == "threshold":
-            kwargs["add_final_scene"] = True
-        self.detector = DETECTORS[cfg.detector](**kwargs)
         self.cuts: list[int] = []
         self._last = 0
+        name = IN_PASS_DETECTOR.get(cfg.detector, cfg.detector)
+        self.detector = None if name is None else DETECTORS[name](**self._arguments(cfg, name))
+
+    def _arguments(self, cfg: ScenesConfig, name: str) -> dict:
+        kwargs = {"min_scene_len": max(1, math.ceil(cfg.min_scene_s * self.fps))}
+        if cfg.threshold is not None:
+            kwargs[THRESHOLD_ARG.get(name, "threshold")] = cfg.threshold
+        if name == "threshold":
+            kwargs["add_final_scene"] = True
+        return kwargs
 
     def push(self, index: int, bgr: np.ndarray) -> list[int]:
         self._last = index
+        if self.detector is None:
+            return []
         found = [tc.frame_num for tc in self.detector.process_frame(FrameTimecode(index, self.fps), bgr)]
         self.cuts.extend(found)
         return found
 
     def finish(self) -> list[int]:
+        if self.detector is None:
+            return []
         found = [tc.frame_num for tc in self.detector.post_process(FrameTimecode(self._last, self.fps))]
         self.cuts.extend(found)
         return found
 
 
 def plan_scenes(cuts: Sequence[int], times: Sequence[float], end_time: float,
-                min_scene_s: float, max_scene_s: float | None) -> list[tuple[int, int]]:
-    """Scenes as [start_frame, end_frame) from cut frame indices.
+                min_scene_s: float, max_scene_s: float | None,
+                gaps: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int]]:
+    """Scenes as [start_frame, end_frame) from cut frame indices, outside the `gaps` (gradual
+    transitions, [start, end) frames), which no scene covers.
 
     `times[i]` is frame i's time in seconds and `end_time` the end of the last frame, so
-    durations are measured in seconds and stay right under variable frame rate.
+    durations are measured in seconds and stay right under variable frame rate. Between two
+    gaps, a stretch shorter than `min_scene_s` is dropped; a video that is all transition is
+    kept whole.
     """
     n = len(times)
-    bounds = sorted({c for c in cuts if 0 < c < n})
-    scenes = list(zip([0, *bounds], [*bounds, n]))
-    scenes = _merge_short(scenes, times, end_time, min_scene_s)
+    scenes = []
+    for a, b in outside(gaps, n):
+        bounds = sorted({c for c in cuts if a < c < b})
+        region = _merge_short(list(zip([a, *bounds], [*bounds, b])), times, end_time, min_scene_s)
+        if gaps and len(region) == 1 and _span(region[0], times, end_time) < min_scene_s:
+            continue
+        scenes += region
+    scenes = scenes or [(0, n)]
     return [part for scene in scenes for part in split_long(scene, times, end_time, max_scene_s)]
+
+
+def outside(gaps: Sequence[tuple[int, int]], n: int) -> list[tuple[int, int]]:
+    """The [start, end) stretches of [0, n) that no gap covers."""
+    stretches, start = [], 0
+    for a, b in sorted(gaps):
+        if a > start:
+            stretches.append((start, min(a, n)))
+        start = max(start, b)
+    if start < n:
+        stretches.append((start, n))
+    return [(a, b) for a, b in stretches if b > a]
 
 
 def _span(scene: tuple[int, int], times: Sequence[float], end_time: float) -> float:

@@ -25,6 +25,7 @@ class Scene:
     seed: int
     fade_out: int = 0     # last frames fade to black
     fade_in: int = 0      # first frames fade up from black
+    dissolve_in: int = 0  # first frames cross-fade from the previous scene's moving picture
 
 
 def scene_pattern(seed: int, width: int, height: int) -> np.ndarray:
@@ -72,6 +73,7 @@ def write_video(path: str, scenes: Sequence[Scene], fps: float = 25, size: tuple
         if rotation:
             stream.set_display_rotation(-rotation)
         sound = _add_audio(out) if audio else None
+        previous = None
         for scene in scenes:
             starts.append(float(times[index]))
             base = scene_pattern(scene.seed, width, height)
@@ -80,16 +82,26 @@ def write_video(path: str, scenes: Sequence[Scene], fps: float = 25, size: tuple
                 gain = _fade_gain(i, scene)
                 if gain < 1:
                     picture = (picture * gain).astype(np.uint8)
+                if i < scene.dissolve_in and previous is not None:
+                    alpha = (i + 1) / (scene.dissolve_in + 1)
+                    picture = _blend(previous[0], previous[1] + i, picture, alpha)
                 frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
                 frame.pts, frame.time_base = int(times[index] / TIME_BASE), TIME_BASE
                 if i == 0 and key_at_cuts:
                     frame.pict_type = PictureType.I   # as encoders with scene-cut detection do
                 out.mux(stream.encode(frame))
                 index += 1
+            previous = (base, scene.frames)
         out.mux(stream.encode(None))
         if sound is not None:
             _write_silence(out, sound, float(times[-1]) + 1 / fps)
     return starts
+
+
+def _blend(base: np.ndarray, step: int, picture: np.ndarray, alpha: float) -> np.ndarray:
+    """The previous scene's picture, still drifting at frame `step`, mixed with `picture`."""
+    outgoing = np.roll(base, shift=2 * step, axis=1).astype(np.float32)
+    return np.round(outgoing * (1 - alpha) + picture.astype(np.float32) * alpha).astype(np.uint8)
 
 
 def _fade_gain(i: int, scene: Scene) -> float:

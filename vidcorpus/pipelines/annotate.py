@@ -4,10 +4,14 @@ endpoint is configured."""
 
 from __future__ import annotations
 
+import functools
+from typing import Any, Dict
+
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from vidcorpus import storage
+from vidcorpus.config import BuildConfig
 from vidcorpus.config.llm import AnnotatorConfig
 from vidcorpus.pipelines.staging import VideoResult, staging_dir
 from vidcorpus.schemas import RecordError, check_record
@@ -44,6 +48,23 @@ class Annotate(beam.DoFn):
             result = annotate_result(result, self.annotator, self.work_dir)
             self.tokens.inc(result["usage"].get("tokens_in", 0) + result["usage"].get("tokens_out", 0))
         yield result
+
+
+class AnnotateOnWorker(beam.PTransform):
+    """`llm.backend: vllm-worker`: the same step through RunInference, with a vLLM server on the
+    worker as the model (and the accelerator resource hint)."""
+
+    def __init__(self, cfg: BuildConfig, work_dir: str):
+        super().__init__()
+        self.llm, self.work_dir = llm_config(cfg.llm, work_dir), work_dir
+
+    def expand(self, results):
+        from apache_beam.ml.inference.base import RunInference
+
+        from vidcorpus.annotators.vllm_worker import VllmAnnotateHandler
+
+        handler = VllmAnnotateHandler(self.llm, functools.partial(annotate_result, work_dir=self.work_dir))
+        return results | "AnnotateOnWorker" >> RunInference(handler).with_output_types(Dict[str, Any])
 
 
 def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResult:

@@ -22,13 +22,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from vidcorpus import storage
 from vidcorpus.config import BuildConfig, config_to_dict
-from vidcorpus.pipelines.annotate import Annotate
+from vidcorpus.media.scenes import MODEL_DETECTORS
+from vidcorpus.pipelines.annotate import Annotate, AnnotateOnWorker
 from vidcorpus.pipelines.discover import Identify, discover, pick_one
 from vidcorpus.pipelines.embed import EmbedCandidates, join_embeddings, text_embeddings
 from vidcorpus.pipelines.groups import GroupFootage
 from vidcorpus.pipelines.progress import Progress
 from vidcorpus.pipelines.scan import Scan
 from vidcorpus.pipelines.segment import Segment
+from vidcorpus.pipelines.shots import DetectShots
+from vidcorpus.pipelines.staging import result_fingerprint, stage_result
 from vidcorpus.pipelines.tasks import MakeTasks, pool_entries
 from vidcorpus.pipelines.write import (
     plan_release,
@@ -62,15 +65,22 @@ def pipeline_options(cfg: BuildConfig) -> PipelineOptions:
 
 
 def for_runner(cfg: BuildConfig) -> BuildConfig:
-    """On Dataflow, the CLIP step carries the GPU resource hint (and nothing else does)."""
+    """On Dataflow, the CLIP and TransNetV2 steps carry the GPU resource hint (and nothing else does)."""
     if cfg.runner.name != "dataflow":
         return cfg
-    from vidcorpus.runners import gpu_plan_problems, with_clip_accelerator
+    from vidcorpus.runners import clip_resource_hints, gpu_plan_problems, with_clip_accelerator
     clip = with_clip_accelerator(cfg.clip_model, cfg.dataflow)
     problems = gpu_plan_problems(clip, cfg.runner.name, cfg.dataflow)
     if problems:
         raise ValueError("; ".join(problems))
-    return cfg.model_copy(update={"clip_model": clip})
+    scenes = cfg.scenes
+    accelerator = clip_resource_hints(cfg.dataflow).get("accelerator")
+    if scenes.detector in MODEL_DETECTORS and accelerator and scenes.transnet.accelerator is None:
+        scenes = scenes.model_copy(update={"transnet": scenes.transnet.model_copy(update={"accelerator": accelerator})})
+    llm = cfg.llm
+    if llm.backend == "vllm-worker" and accelerator and llm.vllm.accelerator is None:
+        llm = llm.model_copy(update={"vllm": llm.vllm.model_copy(update={"accelerator": accelerator})})
+    return cfg.model_copy(update={"clip_model": clip, "scenes": scenes, "llm": llm})
 
 
 def skipped_stages(cfg: BuildConfig) -> dict[str, str]:
@@ -127,23 +137,31 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
     scanned = (unique.ok
                | "SpreadVideos" >> fusion_break(cfg)
                | "Scan" >> beam.ParDo(Scan(cfg, work_dir, retry_failed)).with_outputs("done", main="scanned"))
-    text = text_embeddings(cfg)
+    done = [scanned.done]
     to_segment = scanned.scanned
+    if cfg.scenes.detector in MODEL_DETECTORS:
+        fingerprint = result_fingerprint(cfg)
+        shots = to_segment | "Shots" >> DetectShots(cfg)
+        to_segment = shots.scanned
+        done.append(shots.done | "StageShotFailures" >> beam.Map(
+            lambda r: stage_result(r, fingerprint, work_dir, r["failures"][0]["video_id"])))
+    text = text_embeddings(cfg)
+    with_cuts = to_segment
     if "clip" not in stages_off:
-        embeddings = scanned.scanned | "Embed" >> EmbedCandidates(cfg)
-        to_segment = ({"scanned": scanned.scanned | "KeyScanned" >> beam.Map(lambda s: (s.item.video_id, s)),
+        embeddings = with_cuts | "Embed" >> EmbedCandidates(cfg)
+        to_segment = ({"scanned": with_cuts | "KeyScanned" >> beam.Map(lambda s: (s.item.video_id, s)),
                        "embeddings": embeddings}
                       | "JoinEmbeddings" >> beam.CoGroupByKey()
                       | "WithEmbeddings" >> beam.FlatMap(join_embeddings, text))
     segmented = (to_segment
                  | "SpreadScanned" >> fusion_break(cfg)
                  | "Segment" >> beam.ParDo(Segment(cfg, work_dir, text)).with_output_types(Result))
-    results = ((segmented, scanned.done) | "Videos" >> beam.Flatten()
+    results = ((segmented, *done) | "Videos" >> beam.Flatten()
                | "GroupFootage" >> GroupFootage(dict(cfg.shards.splits), once))
     if "annotate" not in stages_off:
-        results = (results
-                   | "SpreadForLLM" >> fusion_break(cfg)
-                   | "Annotate" >> beam.ParDo(Annotate(cfg.llm, work_dir)).with_output_types(Result))
+        results = results | "SpreadForLLM" >> fusion_break(cfg)
+        results = (results | "Annotate" >> AnnotateOnWorker(cfg, work_dir) if cfg.llm.backend == "vllm-worker"
+                   else results | "Annotate" >> beam.ParDo(Annotate(cfg.llm, work_dir)).with_output_types(Result))
     if "tasks" not in stages_off:
         entries = results | "ForeignPool" >> beam.FlatMap(pool_entries, cfg.tasks)
         pool = once(p, "SortPool", entries, sorted, key=lambda e: e["clip_id"])

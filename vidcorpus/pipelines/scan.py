@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from array import array
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Iterable, Iterator
 
@@ -23,7 +24,8 @@ from vidcorpus.media.decode import FrameStream, Geometry
 from vidcorpus.media.errors import DecodeError, TruncatedVideo
 from vidcorpus.media.framestats import FrameStatistics
 from vidcorpus.media.probe import open_container, probe
-from vidcorpus.media.scenes import SceneCutter
+from vidcorpus.media.scenes import MODEL_DETECTORS, SceneCutter
+from vidcorpus.media.shotframes import SHOT_FRAMES, ShotFrames, ShotFrameWriter
 from vidcorpus.pipelines.discover import Input
 from vidcorpus.pipelines.staging import (
     VideoResult,
@@ -61,6 +63,8 @@ class PassResult:
     cuts: list[int]
     end_time: float
     signature: dict[str, Any] | None = None   # dHash sequence (see scoring.footage), for near-duplicate videos
+    transitions: list[tuple[int, int]] = field(default_factory=list)
+    """[start, end) frames of gradual transitions (model detectors only); no clip covers them."""
 
 
 @dataclass
@@ -71,6 +75,8 @@ class Scanned:
     scan: PassResult
     candidates: list[Candidate]
     spool_uri: str
+    shot_frames: ShotFrames | None = None
+    """The 48×27 frames TransNetV2 reads, spooled by the pass when a model detector is chosen."""
 
     def jpegs(self, candidates: Iterable[Candidate]) -> Iterator[bytes]:
         """The JPEGs of `candidates`, in the order given, through one open handle on the spool
@@ -81,7 +87,8 @@ class Scanned:
                 yield f.read(c.length)
 
 
-def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: CandidateSpool) -> PassResult:
+def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: CandidateSpool,
+                shots: ShotFrameWriter | None = None) -> PassResult:
     frames = FrameStream(container, cfg.decode.working_size, cfg.decode.threads, header["sample_aspect_ratio"])
     cutter = SceneCutter(cfg.scenes, header["header_fps"] or 0)
     statistics = FrameStatistics()
@@ -94,6 +101,8 @@ def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: Cand
         if f.index in cutter.push(f.index, f.small):
             spool.cut()
         spool.offer(f.index, f.t, stats, f.frame, frames.geometry)
+        if shots is not None:
+            shots.add(f.small)
         pts.append(f.pts)
         times.append(f.t)
         keys.append(f.key)
@@ -121,16 +130,21 @@ def _last_frame_duration(times: np.ndarray, header_fps: float | None) -> float:
 def scan_video(item: Input, cfg: BuildConfig, work_dir: str) -> Scanned | VideoResult:
     """The decode pass of one video, or its failure result."""
     spool_uri = storage.join(staging_dir(work_dir, item.video_id), SPOOL)
+    shots_uri = storage.join(staging_dir(work_dir, item.video_id), SHOT_FRAMES)
+    wants_shots = cfg.scenes.detector in MODEL_DETECTORS
     stage = "probe"
     try:
-        with storage.open_write(spool_uri) as spool_file:
+        with storage.open_write(spool_uri) as spool_file, \
+                (storage.open_write(shots_uri) if wants_shots else nullcontext()) as shots_file:
             spool = CandidateSpool(cfg.keyframes, spool_file)
+            shots = ShotFrameWriter(shots_file) if wants_shots else None
             with open_container(open_source(item.uri), item.size) as container:
                 header = probe(container, item.size, cfg.probe)
                 stage = "decode"
-                result = decode_pass(container, header, cfg, spool)
+                result = decode_pass(container, header, cfg, spool, shots)
             _check_coverage(header, result, cfg.decode.min_coverage)
-        return Scanned(item, header, result, spool.candidates, spool_uri)
+        shot_frames = ShotFrames(shots_uri, shots.count) if shots is not None else None
+        return Scanned(item, header, result, spool.candidates, spool_uri, shot_frames)
     except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
         log.warning("%s failed at %s: %s: %s", item.uri, stage, type(exc).__name__, exc)
         return video_result(failures=[failure_row(item.uri, stage, exc, item.video_id)])

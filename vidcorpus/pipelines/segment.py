@@ -76,11 +76,12 @@ def clip_spans(scanned: Scanned, cfg: BuildConfig, embeddings: Embeddings | None
     the candidates' embeddings. Either way, scenes over `scenes.max_scene_s` are then split."""
     scan = scanned.scan
     if embeddings is None:
-        scenes = plan_scenes(scan.cuts, scan.times, scan.end_time, cfg.scenes.min_scene_s, cfg.scenes.max_scene_s)
+        scenes = plan_scenes(scan.cuts, scan.times, scan.end_time, cfg.scenes.min_scene_s, cfg.scenes.max_scene_s,
+                             scan.transitions)
         return [(a, b, False) for a, b in scenes]
     from vidcorpus.scoring.stitching import plan_scenes_with_config
 
-    scenes = plan_scenes(scan.cuts, scan.times, scan.end_time, cfg.scenes.min_scene_s, None)
+    scenes = plan_scenes(scan.cuts, scan.times, scan.end_time, cfg.scenes.min_scene_s, None, scan.transitions)
     bounds = [(_time(scan, a), _time(scan, b)) for a, b in scenes]
     times = np.array([c.t for c in scanned.candidates])
     spans = []
@@ -133,6 +134,8 @@ def video_row(scanned: Scanned, cfg: BuildConfig, num_clips: int) -> dict[str, A
         "num_clips": num_clips,
         "dup_of": None,
         "overlap_s": None,
+        "transitions": [{"start_s": _time(scan, a), "end_s": _time(scan, b), "start_frame": a, "end_frame": b}
+                        for a, b in scan.transitions],
     }
 
 

@@ -16,6 +16,9 @@ RESULT = "result.json"
 RESULT_SECTIONS = ("input", "ids", "probe", "decode", "scenes", "keyframes", "clips", "clip", "shards")
 CLIP_EXECUTION_KEYS = ("device", "precision", "batch_size", "min_batch_size", "model_copies", "accelerator",
                        "cache_dir")
+TRANSNET_EXECUTION_KEYS = ("device", "precision", "batch_windows", "model_copies", "accelerator")
+RESULT_FORMAT = 2
+"""Bumped when a staged result gains or changes fields, so results of an older format are redone."""
 
 
 class VideoResult(TypedDict, total=False):
@@ -45,10 +48,14 @@ def staging_dir(work_dir: str, video_id: str) -> str:
 
 
 def result_fingerprint(cfg: BuildConfig) -> str:
-    """Hash of the config a staged per-video result depends on: not where or how fast CLIP runs,
-    so a job resumed on other hardware (or on Dataflow) reuses what is done."""
+    """Hash of the config a staged per-video result depends on (and of the result format): not
+    where or how fast CLIP and TransNetV2 run, so a job resumed on other hardware (or on
+    Dataflow) reuses what is done."""
     sections = {k: v for k, v in config_to_dict(cfg).items() if k in RESULT_SECTIONS}
     sections["clip"] = {k: v for k, v in sections["clip"].items() if k not in CLIP_EXECUTION_KEYS}
+    transnet = sections["scenes"]["transnet"]
+    sections["scenes"]["transnet"] = {k: v for k, v in transnet.items() if k not in TRANSNET_EXECUTION_KEYS}
+    sections["format"] = RESULT_FORMAT
     return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()[:16]
 
 

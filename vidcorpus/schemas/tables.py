@@ -17,6 +17,13 @@ KEYFRAME = pa.struct([
     pa.field("score", pa.float32(), nullable=False),
 ])
 
+TRANSITION = pa.struct([      # a gradual transition (fade, dissolve) found by TransNetV2
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("end_s", pa.float64(), nullable=False),
+    pa.field("start_frame", pa.int64(), nullable=False),
+    pa.field("end_frame", pa.int64(), nullable=False),
+])
+
 VIDEOS = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),
     pa.field("uri", pa.string(), nullable=False),
@@ -45,6 +52,7 @@ VIDEOS = pa.schema([
     pa.field("num_clips", pa.int32(), nullable=False),
     pa.field("dup_of", pa.string()),  # the video whose footage this one repeats (near-duplicate group)
     pa.field("overlap_s", pa.float64()),  # seconds of this video found in the group
+    pa.field("transitions", pa.list_(TRANSITION), nullable=False),
 ])
 
 CLIPS = pa.schema([
