@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import http.server
 import io
-import shutil
 import tarfile
 import threading
 from pathlib import Path
@@ -15,31 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from vidcorpus.config import load_config
 from vidcorpus.frame_reader import decord_available, frame_indices, read_frames
 from vidcorpus.loader import (FrameSampling, ReaderPlace, ReleaseReader, VideoDataset, collate, iter_samples,
                               shards_for)
-from vidcorpus.media.synth import Scene, write_video
-from vidcorpus.pipelines.build import build
 from vidcorpus.release_files import ReleaseFiles
 from vidcorpus.release_media import ReleaseMedia
 
 BACKENDS = ["pyav"] + (["decord"] if decord_available() else [])
-TASK_OVERRIDES = ["tasks.ordering.k=3", "tasks.niah.probes_per_video=1", "tasks.niah.grid.haystack_s=[4.0]",
-                  "shards.max_samples=2"]
-
-
-@pytest.fixture(scope="module")
-def release(tmp_path_factory) -> Path:
-    """A release with 4 clip shards, 4 sft and 4 rl shards (NIAH probes and ordering windows), whose
-    source videos are deleted once built: a reader may open nothing outside the release."""
-    root = tmp_path_factory.mktemp("loader")
-    write_video(str(root / "videos" / "a.mp4"), [Scene(40, 1), Scene(40, 2), Scene(40, 1), Scene(40, 3)],
-                size=(160, 120))
-    write_video(str(root / "videos" / "b.mp4"), [Scene(50, 4), Scene(50, 5), Scene(50, 6)], size=(160, 120))
-    build(str(root / "videos"), str(root / "rel"), load_config("configs/tiny.yaml", TASK_OVERRIDES))
-    shutil.rmtree(root / "videos")
-    return root / "rel"
 
 
 def numbered_video(path: Path, frames: int = 30, fps: int = 10) -> bytes:
@@ -67,8 +48,8 @@ def decode_independently(data: bytes, times) -> np.ndarray:
     return np.stack([decoded[i][1] for i in frame_indices(starts, times)])
 
 
-def shard_member(release: Path, shard: str, name: str) -> bytes:
-    with tarfile.open(release / "shards" / shard) as tar:
+def shard_member(root: Path, shard: str, name: str) -> bytes:
+    with tarfile.open(root / "shards" / shard) as tar:
         return tar.extractfile(name).read()
 
 
@@ -93,62 +74,62 @@ def test_uniform_fps_and_task_sampling():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_clip_frames_equal_independent_decoding_of_the_clip(release, backend):
-    samples = list(iter_samples(str(release), "clips", sampling=FrameSampling("fps", fps=4.0), backend=backend,
+def test_clip_frames_equal_independent_decoding_of_the_clip(task_release, backend):
+    samples = list(iter_samples(str(task_release), "clips", sampling=FrameSampling("fps", fps=4.0), backend=backend,
                                 skip_errors=False))
-    clips = ReleaseFiles(str(release)).table("clips").to_pylist()
+    clips = ReleaseFiles(str(task_release)).table("clips").to_pylist()
     assert sorted(s["key"] for s in samples) == sorted(c["clip_id"] for c in clips)
     for sample in samples:
         clip = sample["row"]
-        mp4 = shard_member(release, clip["shard"], f"{clip['clip_id']}.mp4")
+        mp4 = shard_member(task_release, clip["shard"], f"{clip['clip_id']}.mp4")
         assert sample["backend"] == backend
         assert len(sample["frames"]) == int((clip["end_s"] - clip["start_s"]) * 4 + 1e-9)
         assert np.array_equal(sample["frames"], decode_independently(mp4, sample["frame_times"]))
 
 
-def test_task_sampling_reads_a_clip_at_its_keyframes(release):
-    sample = next(iter_samples(str(release), "clips", sampling=FrameSampling("task")))
+def test_task_sampling_reads_a_clip_at_its_keyframes(task_release):
+    sample = next(iter_samples(str(task_release), "clips", sampling=FrameSampling("task")))
     clip = sample["row"]
     assert list(sample["frame_times"]) == pytest.approx([k["timestamp_s"] - clip["start_s"] for k in clip["keyframes"]])
 
 
-def test_ordering_windows_are_read_from_the_clip_mp4s_inside_the_release(release):
-    rows = [s for s in iter_samples(str(release), "sft", sampling=FrameSampling(frames=3), skip_errors=False)
+def test_ordering_windows_are_read_from_the_clip_mp4s_inside_the_release(task_release):
+    rows = [s for s in iter_samples(str(task_release), "sft", sampling=FrameSampling(frames=3), skip_errors=False)
             if s["row"]["family"] == "order"]
     assert rows
-    clips = {c["clip_id"]: c for c in ReleaseFiles(str(release)).table("clips").to_pylist()}
+    clips = {c["clip_id"]: c for c in ReleaseFiles(str(task_release)).table("clips").to_pylist()}
     for sample in rows:
         for index, media in enumerate(sample["row"]["media"]):
             clip = clips[media["clip_id"]]
-            mp4 = shard_member(release, clip["shard"], f"{clip['clip_id']}.mp4")
+            mp4 = shard_member(task_release, clip["shard"], f"{clip['clip_id']}.mp4")
             mine = sample["frame_media"] == index
             offset = media["start_s"] - clip["start_s"]
             expected = decode_independently(mp4, sample["frame_times"][mine] + offset)
             assert np.array_equal(sample["frames"][mine], expected)
 
 
-def test_a_window_across_two_clips_reads_each_time_from_the_clip_on_screen(release):
-    media = ReleaseMedia(ReleaseFiles(str(release)))
+def test_a_window_across_two_clips_reads_each_time_from_the_clip_on_screen(task_release):
+    media = ReleaseMedia(ReleaseFiles(str(task_release)))
     first, second = media.clips_of(media.files.table("clips")["video_id"][0].as_py())[:2]
     start = first["end_s"] - 0.5
     window = {"kind": "window", "video_id": first["video_id"], "uri": "elsewhere.mp4", "duration_s": 1.0,
               "start_s": start, "end_s": start + 1.0}
     assert [p.member for p in media.pieces(window)] == [f"{first['clip_id']}.mp4", f"{second['clip_id']}.mp4"]
     frames, _ = media.frames(window, [0.7, 0.2])
-    clip_bytes = [shard_member(release, c["shard"], f"{c['clip_id']}.mp4") for c in (first, second)]
+    clip_bytes = [shard_member(task_release, c["shard"], f"{c['clip_id']}.mp4") for c in (first, second)]
     assert np.array_equal(frames[1], decode_independently(clip_bytes[0], [first["end_s"] - first["start_s"] - 0.3])[0])
     assert np.array_equal(frames[0], decode_independently(clip_bytes[1], [0.2])[0])
 
 
 @pytest.mark.parametrize("table", ["clips", "sft"])
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_ranks_and_workers_read_every_sample_once(release, table, shuffle):
-    everything = sorted(s["key"] for s in iter_samples(str(release), table, sampling=FrameSampling(frames=1)))
+def test_ranks_and_workers_read_every_sample_once(task_release, table, shuffle):
+    everything = sorted(s["key"] for s in iter_samples(str(task_release), table, sampling=FrameSampling(frames=1)))
     seen = []
     for rank in range(2):
         for worker in range(2):
             place = ReaderPlace(rank, 2, worker, 2)
-            seen += [s["key"] for s in iter_samples(str(release), table, sampling=FrameSampling(frames=1),
+            seen += [s["key"] for s in iter_samples(str(task_release), table, sampling=FrameSampling(frames=1),
                                                     place=place, shuffle=shuffle, seed=7)]
     assert len(everything) == len(set(everything)) > 4
     assert sorted(seen) == everything
@@ -163,15 +144,15 @@ def test_shard_order_is_shuffled_per_epoch_and_the_same_on_every_rank():
     assert epoch0 == [shards_for(urls, ReaderPlace(r, 3), True, 1, 0) for r in range(3)]
 
 
-def test_torch_dataloader_workers_split_the_shards(release):
-    data = VideoDataset(str(release), "clips", sampling=FrameSampling(frames=2, size=(32, 32)), shuffle=True)
+def test_torch_dataloader_workers_split_the_shards(task_release):
+    data = VideoDataset(str(task_release), "clips", sampling=FrameSampling(frames=2, size=(32, 32)), shuffle=True)
     loader = torch.utils.data.DataLoader(data, batch_size=3, num_workers=2, collate_fn=collate)
     keys = [key for batch in loader for key in batch["keys"]]
-    assert sorted(keys) == sorted(c["clip_id"] for c in ReleaseFiles(str(release)).table("clips").to_pylist())
+    assert sorted(keys) == sorted(c["clip_id"] for c in ReleaseFiles(str(task_release)).table("clips").to_pylist())
 
 
-def test_collate_pads_to_the_longest_frame_sequence(release):
-    samples = list(iter_samples(str(release), "rl", sampling=FrameSampling(frames=2, size=(24, 40))))
+def test_collate_pads_to_the_longest_frame_sequence(task_release):
+    samples = list(iter_samples(str(task_release), "rl", sampling=FrameSampling(frames=2, size=(24, 40))))
     lengths = sorted({len(s["frames"]) for s in samples})
     assert lengths == [2, 6]  # a probe, and three ordering clips
     batch = collate(samples)
@@ -179,14 +160,14 @@ def test_collate_pads_to_the_longest_frame_sequence(release):
     assert batch["frame_mask"].sum(dim=1).tolist() == [len(s["frames"]) for s in samples]
     assert (batch["frame_media"][~batch["frame_mask"]] == -1).all()
     with pytest.raises(ValueError, match="FrameSampling.size"):
-        collate(list(iter_samples(str(release), "rl", sampling=FrameSampling(frames=1)))[:1] +
+        collate(list(iter_samples(str(task_release), "rl", sampling=FrameSampling(frames=1)))[:1] +
                 [dict(samples[0], frames=np.zeros((1, 8, 8, 3), np.uint8))])
 
 
 @pytest.fixture(scope="module")
-def served(release):
-    """The release behind a local HTTP server (127.0.0.1 only)."""
-    handler = functools.partial(QuietHandler, directory=str(release))
+def served(task_release):
+    """The task_release behind a local HTTP server (127.0.0.1 only)."""
+    handler = functools.partial(QuietHandler, directory=str(task_release))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -201,24 +182,24 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("table", ["clips", "sft"])
-def test_a_release_served_over_http_reads_like_the_local_one(release, served, table):
+def test_a_release_served_over_http_reads_like_the_local_one(task_release, served, table):
     sampling = FrameSampling(frames=3, size=(32, 32))
-    local = list(iter_samples(str(release), table, sampling=sampling, skip_errors=False))
+    local = list(iter_samples(str(task_release), table, sampling=sampling, skip_errors=False))
     remote = list(iter_samples(served, table, sampling=sampling, skip_errors=False))
     assert [s["key"] for s in remote] == [s["key"] for s in local]
     for a, b in zip(local, remote):
         assert np.array_equal(a["frames"], b["frames"])
 
 
-def test_webdataset_shard_urls_select_shards(release, served):
+def test_webdataset_shard_urls_select_shards(task_release, served):
     spec = served + "/shards/train-{000001..000002}.tar"
     keys = [s["key"] for s in ReleaseReader(served, "clips", sampling=FrameSampling(frames=1), shards=spec)]
-    clips = ReleaseFiles(str(release)).table("clips").to_pylist()
+    clips = ReleaseFiles(str(task_release)).table("clips").to_pylist()
     assert keys == [c["clip_id"] for c in clips if c["shard"] in ("train-000001.tar", "train-000002.tar")]
 
 
-def test_unknown_table_and_missing_split_are_plain_errors(release):
+def test_unknown_table_and_missing_split_are_plain_errors(task_release):
     with pytest.raises(ValueError, match="one of"):
-        ReleaseReader(str(release), "frames")
+        ReleaseReader(str(task_release), "frames")
     with pytest.raises(FileNotFoundError, match="no clips shards of split 'test'"):
-        next(iter_samples(str(release), "clips", "test"))
+        next(iter_samples(str(task_release), "clips", "test"))
