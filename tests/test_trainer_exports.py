@@ -71,9 +71,15 @@ def test_llamafactory_sharegpt_video_rows_follow_its_converter_rules(exports, ta
 def test_llava_rows_have_one_video_and_the_image_token(exports, task_release):
     folder = exports["llava"]
     rows = load_json(folder, "llava")
-    single = [r for r in table(task_release, "sft") if len(r["media"]) == 1]
-    assert sorted(rows["id"]) == sorted(r["sample_id"] for r in single)
+    sft = {r["sample_id"]: r for r in table(task_release, "sft")}
+    assert sorted(rows["id"]) == sorted(sft)
     for row in rows:
+        media = sft[row["id"]]["media"]
+        if len(media) > 1:  # joined into one video whose length is the parts' total
+            assert row["video"].startswith("media/joined/")
+            with av.open(str(folder / row["video"])) as container:
+                assert len(list(container.decode(video=0))) == sum(round(m["duration_s"] * 10) for m in media)
+            assert "Clip 1 is 0-" in row["conversations"][0]["value"]
         assert_inside(folder, row["video"])
         human, gpt = row["conversations"]
         assert (human["from"], gpt["from"]) == ("human", "gpt")
@@ -126,16 +132,19 @@ def test_completion_text_reads_every_completion_shape():
 
 
 def test_openai_rows_are_valid_chat_messages_with_image_parts_only(exports, task_release):
-    from openai.types.chat import ChatCompletionMessageParam
+    from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 
     lines = (exports["openai"] / OUTPUT_FILES["openai"]).read_text().splitlines()
     assert len(lines) == len(table(task_release, "sft"))
     adapter = TypeAdapter(list[ChatCompletionMessageParam])
+    part_adapter = TypeAdapter(ChatCompletionContentPartParam)  # message content is validated lazily
     for line in lines:
         messages = json.loads(line)["messages"]
         adapter.validate_python(messages, strict=True)
         assert isinstance(messages[-1]["content"], str) and messages[-1]["role"] == "assistant"
         parts = messages[-2]["content"]
+        for part in parts:
+            part_adapter.validate_python(part, strict=True)
         assert {p["type"] for p in parts} == {"text", "image_url"}
         for part in (p for p in parts if p["type"] == "image_url"):
             header, data = part["image_url"]["url"].split(",", 1)
@@ -167,7 +176,7 @@ def test_a_partial_window_is_re_encoded_from_the_clips_inside_the_release(task_r
 
 def test_export_command(task_release, tmp_path, capsys):
     assert main(["export", str(task_release), "--format", "llava", "--output", str(tmp_path / "x")]) == 0
-    assert "skipped 3: rows with several videos" in capsys.readouterr().out
+    assert "7 llava rows" in capsys.readouterr().out
     assert main(["export", str(tmp_path / "nowhere"), "--format", "openai"]) == 2
     assert "vidcorpus:" in capsys.readouterr().err
 

@@ -6,7 +6,7 @@
 | format | file | media |
 |---|---|---|
 | llamafactory | `vidcorpus_sft.json` + `dataset_info.json` | `media/` MP4s (and JPEGs for frames-mode rows); `media_dir` = `out` |
-| llava | `llava_video.json` | `media/` MP4s; `video_folder` = `out` |
+| llava | `llava_video.json` | `media/` MP4s (several media joined into one); `video_folder` = `out` |
 | trl-sft, trl-grpo | `trl_sft.parquet`, `trl_grpo.parquet` | JPEG frames inside the Parquet (`datasets.Image`) |
 | openai | `openai_chat.jsonl` | JPEG frames as `data:` URLs |
 
@@ -19,9 +19,10 @@ with fixed encoder settings, so the same release gives the same bytes.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,10 @@ class ExportSummary:
     format: str
     path: str
     rows: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
     media_files: int = 0
 
     def describe(self) -> str:
-        skipped = "".join(f"; skipped {count}: {reason}" for reason, count in sorted(self.skipped.items()))
-        return f"{self.path}: {self.rows} {self.format} rows, {self.media_files} media files{skipped}"
+        return f"{self.path}: {self.rows} {self.format} rows, {self.media_files} media files"
 
 
 def media_key(entry: dict[str, Any]) -> str:
@@ -87,6 +86,29 @@ class ExportMedia:
             self._write(relpath, self._mp4(entry, clip))
         return relpath
 
+    def joined_video(self, entries: list[dict[str, Any]]) -> tuple[str, list[tuple[float, float]]]:
+        """One MP4 showing the entries one after another at `window_fps`, and each one's span in it."""
+        chunks, spans, start = [], [], 0.0
+        for entry in entries:
+            frames = self._window_frames(entry, size=chunks[0].shape[1:3] if chunks else None)
+            chunks.append(frames)
+            spans.append((start, start + len(frames) / self.window_fps))
+            start = spans[-1][1]
+        digest = hashlib.sha256("|".join(media_key(e) for e in entries).encode()).hexdigest()[:16]
+        relpath = f"media/joined/{entries[0]['video_id']}_{digest}.mp4"
+        if relpath not in self.written:
+            self._write(relpath, self._encode(np.concatenate(chunks)))
+        return relpath, spans
+
+    def _window_frames(self, entry: dict[str, Any], size: tuple[int, int] | None = None) -> np.ndarray:
+        fps = self.window_fps
+        times = [k / fps for k in range(max(1, round(entry["duration_s"] * fps)))]
+        return self.media.frames(entry, times, size)[0]
+
+    def _encode(self, frames: np.ndarray) -> bytes:
+        height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
+        return encode_mp4(frames[:, :height, :width], self.window_fps, width, height)
+
     def _whole_clip(self, entry: dict[str, Any]) -> dict[str, Any] | None:
         """The clip a window shows in full, if it is exactly one clip."""
         if entry["kind"] != "window":
@@ -99,10 +121,7 @@ class ExportMedia:
         pieces = self.media.pieces(entry)
         if entry["kind"] == "probe" or clip is not None:
             return self.media.video_bytes(pieces[0])
-        times = [k / self.window_fps for k in range(max(1, round(entry["duration_s"] * self.window_fps)))]
-        frames, _ = self.media.frames(entry, times)
-        height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
-        return encode_mp4(frames[:, :height, :width], self.window_fps, width, height)
+        return self._encode(self._window_frames(entry))
 
     def image(self, entry: dict[str, Any], time_s: float) -> Any:
         key = (media_key(entry), round(time_s, 6))
@@ -147,12 +166,7 @@ def export_release(release: str, fmt: str, out: str | None = None, *, split: str
     for row in table.to_pylist():
         if split is not None and row["split"] != split:
             continue
-        converted = CONVERTERS[fmt](row, media)
-        if converted is None:
-            reason = "rows with several videos (LLaVA-NeXT reads one video per sample)"
-            summary.skipped[reason] = summary.skipped.get(reason, 0) + 1
-            continue
-        rows.append(converted)
+        rows.append(CONVERTERS[fmt](row, media))
     write_rows(fmt, rows, folder)
     summary.rows, summary.media_files = len(rows), len(media.written)
     return summary

@@ -11,7 +11,8 @@ image bytes or data URLs), and returns the trainer's row:
 - ``llava``: LLaVA-Video / LLaVA-NeXT training JSON: ``id``, ``video`` (one path, relative to
   `video_folder` = the export folder) and ``conversations`` (from/value) whose first human turn
   holds the ``<image>`` token LLaVA-NeXT's `train.py` expands into the video's frames. LLaVA-NeXT
-  reads one video per sample: rows with several media have no LLaVA form (None);
+  reads one video per sample, so a row with several media gets them joined into one video, and
+  its prompt says where each labelled media lies in it ("Clip 2 is 1.6-3.2 s");
 - ``trl-sft``: TRL's conversational vision format: ``messages`` with ``{"type": "image"}``
   placeholders and an ``images`` column, one image per placeholder;
 - ``trl-grpo``: TRL's prompt-only format: ``prompt`` (conversational, with image placeholders),
@@ -42,6 +43,8 @@ class MediaFiles(Protocol):
     def image(self, media: dict[str, Any], time_s: float) -> Any: ...
 
     def frame_times(self, media: dict[str, Any]) -> list[float]: ...
+
+    def joined_video(self, media: Sequence[dict[str, Any]]) -> tuple[str, list[tuple[float, float]]]: ...
 
 
 def conversation(row: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]], str | None]:
@@ -112,12 +115,18 @@ def dataset_info(name: str, file_name: str, rows: Sequence[dict[str, Any]]) -> d
                             "assistant_tag": "assistant", "system_tag": "system"}}}
 
 
-def to_llava(row: dict[str, Any], media: MediaFiles) -> dict[str, Any] | None:
-    if len(row["media"]) != 1:
-        return None
+def to_llava(row: dict[str, Any], media: MediaFiles) -> dict[str, Any]:
     system, parts, answer = conversation(row)
-    text = _text([p for p in parts if p["type"] == "text" and not _is_stamp(p["text"])])
-    out = {"id": row["sample_id"], "video": media.video(row["media"][0]),
+    labels = {m["label"] + ":" for m in row["media"] if m.get("label")}
+    text = _text([p for p in parts if p["type"] == "text" and not _is_stamp(p["text"]) and p["text"] not in labels])
+    if len(row["media"]) == 1:
+        video = media.video(row["media"][0])
+    else:
+        video, spans = media.joined_video(row["media"])
+        where = [f"{m.get('label') or f'Part {i + 1}'} is {format_seconds(a)}-{format_seconds(b)} s"
+                 for i, (m, (a, b)) in enumerate(zip(row["media"], spans))]
+        text = f"The video joins {len(spans)} parts one after another: {'; '.join(where)}.\n{text}"
+    out = {"id": row["sample_id"], "video": video,
            "conversations": [{"from": "human", "value": f"<image>\n{text}"}, {"from": "gpt", "value": answer}]}
     if system:
         out["system"] = system
