@@ -36,7 +36,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 import braceexpand
 import numpy as np
-from webdataset.filters import _shuffle
+from webdataset.filters import shuffle as shuffle_samples
 from webdataset.tariterators import group_by_keys, tar_file_expander
 from webdataset.utils import pytorch_worker_info
 
@@ -136,7 +136,7 @@ class ReleaseReader:
         raw = group_by_keys(tar_file_expander(self._streams(mine)))
         if self.shuffle:
             rng = random.Random(f"{self.seed}:{self.epoch}:{place.rank}:{place.worker}")
-            raw = _shuffle(raw, bufsize=self.buffer, initial=self.buffer, rng=rng)
+            raw = shuffle_samples(bufsize=self.buffer, initial=self.buffer, rng=rng)(raw)
         for sample in raw:
             try:
                 yield self.decode(sample)

@@ -22,6 +22,7 @@ import base64
 import hashlib
 import io
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vidcorpus import storage
 from vidcorpus.loader import uniform_times
 from vidcorpus.release_files import ReleaseFiles
 from vidcorpus.release_media import ReleaseMedia
@@ -39,6 +41,7 @@ OUTPUT_FILES = {"llamafactory": "vidcorpus_sft.json", "llava": "llava_video.json
                 "trl-grpo": "trl_grpo.parquet", "openai": "openai_chat.jsonl"}
 LLAMAFACTORY_NAME = "vidcorpus_sft"
 JPEG_QUALITY = 90
+CACHED_MEDIA = 4
 
 
 @dataclass
@@ -74,7 +77,7 @@ class ExportMedia:
         self.image_form = image_form  # file | bytes | data_url
         self.frames_per_video, self.image_size, self.window_fps = frames_per_video, image_size, window_fps
         self.written: set[str] = set()
-        self._frames: dict[tuple[str, float], np.ndarray] = {}
+        self._frames: OrderedDict[str, dict[float, np.ndarray]] = OrderedDict()  # the last few media's frames
 
     def frame_times(self, entry: dict[str, Any]) -> list[float]:
         return uniform_times(entry["duration_s"], self.frames_per_video)
@@ -124,20 +127,29 @@ class ExportMedia:
         return self._encode(self._window_frames(entry))
 
     def image(self, entry: dict[str, Any], time_s: float) -> Any:
-        key = (media_key(entry), round(time_s, 6))
-        if key not in self._frames:
-            wanted = sorted({round(t, 6) for t in self.frame_times(entry)} | {key[1]})
-            frames, _ = self.media.frames(entry, wanted, self.image_size)
-            self._frames.update({(key[0], t): frame for t, frame in zip(wanted, frames)})
-        data = jpeg(self._frames[key])
+        key, time_s = media_key(entry), round(time_s, 6)
+        data = jpeg(self._frame(entry, key, time_s))
         if self.image_form == "bytes":
             return {"bytes": data, "path": None}
         if self.image_form == "data_url":
             return "data:image/jpeg;base64," + base64.b64encode(data).decode()
-        relpath = f"media/frames/{key[0]}_{round(time_s * 1000):08d}.jpg"
+        relpath = f"media/frames/{key}_{round(time_s * 1000):08d}.jpg"
         if relpath not in self.written:
             self._write(relpath, data)
         return relpath
+
+    def _frame(self, entry: dict[str, Any], key: str, time_s: float) -> np.ndarray:
+        """One frame, read with the media's other export frames in one pass (consecutive rows
+        often show the same media); only the last `CACHED_MEDIA` media stay in memory."""
+        cached = self._frames.setdefault(key, {})
+        self._frames.move_to_end(key)
+        if time_s not in cached:
+            wanted = sorted({round(t, 6) for t in self.frame_times(entry)} - set(cached) | {time_s})
+            frames, _ = self.media.frames(entry, wanted, self.image_size)
+            cached.update(zip(wanted, frames))
+        while len(self._frames) > CACHED_MEDIA:
+            self._frames.popitem(last=False)
+        return cached[time_s]
 
     def _write(self, relpath: str, data: bytes) -> None:
         path = self.out / relpath
@@ -159,7 +171,9 @@ def export_release(release: str, fmt: str, out: str | None = None, *, split: str
     table = files.table(SOURCE_TABLE[fmt])
     if table is None:
         raise ValueError(f"{release} has no {SOURCE_TABLE[fmt]} table: build it with tasks enabled")
-    folder = Path(out or Path(release) / "exports" / fmt)
+    if out is None and not storage.is_local(release):
+        raise ValueError(f"{release} is remote: give the export folder (--output)")
+    folder = Path(out or Path(storage.local_path(release)) / "exports" / fmt)
     media = ExportMedia(folder, ReleaseMedia(files), IMAGE_FORMS[fmt], frames_per_video, image_size, window_fps)
     summary = ExportSummary(fmt, str(folder / OUTPUT_FILES[fmt]))
     rows = []
