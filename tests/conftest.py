@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from vidcorpus.config import load_config
 from vidcorpus.media.synth import Scene, write_audio_only, write_video
+from vidcorpus.pipelines.build import build
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
+TASK_OVERRIDES = ["tasks.ordering.k=3", "tasks.niah.probes_per_video=1", "tasks.niah.grid.haystack_s=[4.0]",
+                  "shards.max_samples=2", "tasks.rl_overlap=true"]  # both task tables full, for readers
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +55,16 @@ def tree_digest(root: Path) -> dict[str, str]:
 def realvideos_dir() -> str | None:
     path = os.environ.get("VIDCORPUS_REALVIDEOS")
     return path if path and os.path.isdir(path) else None
+
+
+@pytest.fixture(scope="session")
+def task_release(tmp_path_factory) -> Path:
+    """A release with 4 clip shards, 4 sft and 4 rl shards (NIAH probes and ordering windows), whose
+    source videos are deleted once built: a reader may open nothing outside the release."""
+    root = tmp_path_factory.mktemp("task-release")
+    write_video(str(root / "videos" / "a.mp4"), [Scene(40, 1), Scene(40, 2), Scene(40, 1), Scene(40, 3)],
+                size=(160, 120))
+    write_video(str(root / "videos" / "b.mp4"), [Scene(50, 4), Scene(50, 5), Scene(50, 6)], size=(160, 120))
+    build(str(root / "videos"), str(root / "rel"), load_config(TINY, TASK_OVERRIDES))
+    shutil.rmtree(root / "videos")
+    return root / "rel"

@@ -83,9 +83,13 @@ def test_restarts_are_bounded(server):
 
 def test_the_handler_annotates_through_the_server_on_this_worker(server, tmp_path):
     seen = []
-    handler = VllmAnnotateHandler(worker_llm(), lambda result, annotator: seen.append(annotator))
+    def annotate(result, annotator):
+        seen.append(annotator)
+        return {**result, "usage": {"tokens_in": 1}}
+
+    handler = VllmAnnotateHandler(worker_llm(), annotate)
     results = [{"video": {"video_id": "v1"}, "clips": [{"clip_id": "v1_0000"}]}, {"video": None, "clips": []}]
-    assert handler.run_inference(results, server) == results
+    assert handler.run_inference(results, server) == [{**results[0], "usage": {"tokens_in": 1}}, results[1]]
     [annotator] = seen  # the failed video is passed through untouched
     assert annotator.clients["caption"].endpoint.base_url == server.base_url()
     assert annotator.clients["caption"].model == "qwen-vl-stand-in"

@@ -1,6 +1,6 @@
 """vidcorpus: raw videos in, a versioned training corpus for long-video language models out.
 
-Commands: build · demo · validate · report · publish · inspect
+Commands: build · demo · validate · report · publish · inspect · export
 """
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     inspect = commands.add_parser("inspect", help="print a release's counts, tables and a few clips")
     inspect.add_argument("release")
     inspect.add_argument("--clips", type=int, default=5, help="clips to show")
+
+    export = commands.add_parser("export", help="write the task rows in a trainer's format, with their media")
+    export.add_argument("release")
+    export.add_argument("--format", required=True, choices=("llamafactory", "llava", "trl-sft", "trl-grpo", "openai"))
+    export.add_argument("--output", help="export folder (default: <release>/exports/<format>)")
+    export.add_argument("--split", help="only this split's rows")
+    export.add_argument("--frames", type=int, default=8, help="frames per video in the TRL and OpenAI formats")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -144,8 +151,20 @@ def _inspect(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from vidcorpus.release.trainers import export_release
+
+    try:
+        summary = export_release(args.release, args.format, args.output, split=args.split,
+                                 frames_per_video=args.frames)
+    except (FileNotFoundError, ValueError) as exc:  # MediaMissing is a ValueError
+        return _fail(str(exc))
+    print(summary.describe())
+    return 0
+
+
 COMMANDS = {"build": _build, "demo": _demo, "validate": _validate, "report": _report, "publish": _publish,
-            "inspect": _inspect}
+            "inspect": _inspect, "export": _export}
 
 if __name__ == "__main__":
     sys.exit(main())
