@@ -306,7 +306,9 @@ def right_answer(i: int, multiple_choice: bool, offset: int = 0) -> str:
 
 
 def _question_number(text: str) -> int:
-    return int(re.search(r"Question (\d+):", text)[1]) - 1
+    """The item number the question text carries (-1 for a question the server did not write)."""
+    found = re.search(r"Question (\d+):", text)
+    return int(found[1]) - 1 if found else -1
 
 
 def _cot(body: dict, text: str, quirks: bool) -> dict:

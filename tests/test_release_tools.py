@@ -160,8 +160,10 @@ def test_card_body_tells_sources_stages_models_and_counts(release):
     for stage in ("scenes", "clip", "annotate", "tasks"):
         assert f"| {stage} | run |" in text
     assert f"| `clip` | {manifest['models']['clip']} |" in text
-    assert "| `prompts.qa` | 1 |" in text and "| `llm.caption` | gpt-4o-mini |" in text
+    assert "| `prompts.qa` | 2 |" in text and "| `llm.caption` | gpt-4o-mini |" in text
     assert f"| `tokens_in` | {manifest['usage']['tokens_in']} |" in text
+    assert "0.5 frames per second of every clip" in text and "at most 8 consecutive clips" in text
+    assert f"| dropped: visual | {manifest['usage']['qa_dropped_visual']} |" in text
     assert f"| clips | {manifest['counts']['clips']} |" in text
     assert manifest["dataset_hash"] in text
     assert render_card(str(release)) == text  # deterministic
