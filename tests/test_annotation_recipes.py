@@ -11,7 +11,17 @@ from collections import Counter
 
 import pytest
 from llm_server import FakeLLMServer, Fault
-from test_annotators import VIDEO_ID, bodies_of, by_kind, dropped_item, images_of, jpeg, make_config, make_video, user_text
+from test_annotators import (
+    VIDEO_ID,
+    bodies_of,
+    by_kind,
+    dropped_item,
+    images_of,
+    jpeg,
+    make_config,
+    make_video,
+    user_text,
+)
 
 from vidcorpus.annotators import VideoAnnotator
 from vidcorpus.annotators.frames import Frame, frames_for, frames_in_span, sample_positions, windows

@@ -11,12 +11,12 @@ the CoT, blind and visual checks compare like with like.
 
 from __future__ import annotations
 
+import math
+import random
 import re
 import string
 import unicodedata
 from collections.abc import Sequence
-import math
-import random
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator

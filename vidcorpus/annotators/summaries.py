@@ -21,7 +21,6 @@ from vidcorpus.annotators.captions import ClipCaption
 from vidcorpus.annotators.client import LLMClient, LLMRequest, LLMResult, NonEmptyStr, Outcome, OutputModel
 from vidcorpus.annotators.prompts import load_prompt
 
-
 MAX_ENTITIES = 30
 MAX_ALIASES = 8
 

@@ -14,9 +14,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
 from dataclasses import dataclass, field
+from typing import Any
 
 from vidcorpus.annotators import verifiers
 from vidcorpus.annotators.captions import (

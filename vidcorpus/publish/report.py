@@ -29,6 +29,7 @@ from vidcorpus.publish.charts import (
     stacked_bar_chart_svg,
 )
 from vidcorpus.release.layout import REPORT
+from vidcorpus.publish.ab import ab_section
 from vidcorpus.release.reader import read_manifest, read_table, release_title, shard_members, skipped_stages
 
 THUMBNAILS = 24
@@ -75,10 +76,11 @@ def render_report(root: str) -> str:
         tokens_section(manifest, tables.get("annotations")),
         failures_section(tables.get("failures")),
         thumbnails_section(root, tables.get("clips")),
+        ab_section(root),
     ]
     return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-            f"<h1>{title}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n")
+            f"<h1>{title}</h1>\n" + "\n".join(s for s in sections if s) + "\n</body>\n</html>\n")
 
 
 # --- sections ------------------------------------------------------------------------------------
