@@ -176,10 +176,9 @@ def test_letter_histogram_reaches_usage():
         annotations, _, usage = VideoAnnotator.from_config(make_config(server, qa_per_video=8), env={}).annotate(
             video, clips, frames)
     letters = {k[-1]: v for k, v in usage.items() if k.startswith("qa_letter_")}
-    multiple_choice = [json.loads(a["payload"]) for a in by_kind(annotations, "qa")]
-    assert Counter(json.loads(a["payload"])["answer"] for a in by_kind(annotations, "qa")
-                   if json.loads(a["payload"])["options"]) == letters
-    assert sum(letters.values()) == 4 and len(multiple_choice) == usage["qa_kept"] == 8
+    kept = [json.loads(a["payload"]) for a in by_kind(annotations, "qa")]
+    assert Counter(item["answer"] for item in kept if item["options"]) == letters
+    assert sum(letters.values()) == 4 and len(kept) == usage["qa_kept"] == 8
 
 
 def test_fewer_questions_than_asked_is_a_row():
