@@ -484,7 +484,8 @@ def test_llm_ab_captions_the_same_clips_with_two_prompt_versions_side_by_side(co
         code = main(["llm", "ab", str(target), "--prompt", "caption", "--versions", "1", "2", "--videos", "1",
                      "--set", f"llm.base_url={server.base_url}", "--set", "llm.differential_captions=false"])
         prompts = [b["messages"][0]["content"] for b in server.bodies]
-    assert code == 0
+        unknown = main(["llm", "ab", str(target), "--versions", "1", "99", "--set", f"llm.base_url={server.base_url}"])
+    assert code == 0 and unknown == 2
     ab = json.loads((target / "ab" / "caption.v1-v2.json").read_text())
     first = min(v["video_id"] for v in rows(target, "videos"))
     clips = sorted(c["clip_id"] for c in rows(target, "clips") if c["video_id"] == first)
@@ -495,4 +496,3 @@ def test_llm_ab_captions_the_same_clips_with_two_prompt_versions_side_by_side(co
     html = (target / "report.html").read_text()
     assert "<h3>caption: v1 vs v2</h3>" in html and html.count(clips[0]) >= 1
     assert validate_release(str(target)) == []
-    assert main(["llm", "ab", str(target), "--versions", "1", "99", "--set", f"llm.base_url={server.base_url}"]) == 2
