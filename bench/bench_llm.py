@@ -2,7 +2,7 @@
 
 1. Throughput: with the server answering every request after a fixed latency, the ideal rate
    at concurrency c is c / latency. The client should reach at least 0.8 of it.
-2. Caption cost: input tokens per caption request by keyframes per clip and image detail, as
+2. Caption cost: input tokens per caption request by frames per request and image detail, as
    the server counts them by OpenAI's documented rules (85 tokens per low-detail image,
    85 + 170 per 512 px tile at high detail, text at 4 characters a token).
 
@@ -22,11 +22,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from llm_server import FakeLLMServer  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from vidcorpus.annotators.captions import caption_request  # noqa: E402
+from vidcorpus.annotators.captions import Part, caption_request  # noqa: E402
 from vidcorpus.annotators.client import LLMClient, LLMRequest  # noqa: E402
+from vidcorpus.annotators.frames import Frame  # noqa: E402
 from vidcorpus.annotators.prompts import load_prompt  # noqa: E402
 from vidcorpus.annotators.verifiers import BlindAnswer  # noqa: E402
-from vidcorpus.config.llm import Endpoint  # noqa: E402
+from vidcorpus.config.llm import AnnotatorConfig, Endpoint  # noqa: E402
 
 LATENCY_S = 0.2
 CONCURRENCIES = (1, 4, 16, 32)
@@ -72,13 +73,10 @@ def jpeg(size: tuple[int, int], shade: int) -> bytes:
 
 def caption_tokens(server: FakeLLMServer, client: LLMClient, keyframes: int, size: tuple[int, int], detail: str) -> int:
     video = {"video_id": "vbench", "duration_s": 60.0}
-    clip = {
-        "clip_id": "vbench_0000", "index": 0, "start_s": 0.0, "end_s": 8.0,
-        "keyframes": [{"timestamp_s": 8.0 * (k + 0.5) / keyframes} for k in range(keyframes)],
-    }
-    request = caption_request(
-        video, clip, [jpeg(size, k) for k in range(keyframes)], detail=detail, max_keyframes=keyframes
-    )
+    clip = {"clip_id": "vbench_0000", "index": 0, "start_s": 0.0, "end_s": 8.0}
+    frames = [Frame(8.0 * (k + 0.5) / keyframes, jpeg(size, k)) for k in range(keyframes)]
+    config = AnnotatorConfig(image_detail=detail, image_max_side=max(size), max_frames=keyframes)
+    request = caption_request(video, clip, Part(frames, 0, 1), None, config)
     result = client.call(request)
     if not result.ok:
         raise SystemExit(f"caption request failed: {result}")
@@ -98,16 +96,16 @@ def main() -> None:
     verdict = "ok" if worst >= TARGET_RATIO else "BELOW TARGET"
     print(f"\nworst ratio {worst:.2f} (target >= {TARGET_RATIO}): {verdict}\n")
 
-    print("Input tokens per caption request (text + images), by keyframes per clip and image detail\n")
+    print("Input tokens per caption request (text + images), by frames per request and image detail\n")
     header = " ".join(f"{f'{w}x{h} {d}':>14}" for w, h in IMAGE_SIZES for d in DETAILS)
-    print(f"{'keyframes':>9} {header}")
+    print(f"{'frames':>9} {header}")
     with FakeLLMServer() as server:
         client = client_for(server, 1)
         for keyframes in KEYFRAMES:
             cells = [caption_tokens(server, client, keyframes, size, d) for size in IMAGE_SIZES for d in DETAILS]
             print(f"{keyframes:>9} " + " ".join(f"{c:>14}" for c in cells))
         client.close()
-    print("\nauto counts as low for images up to 512 px, else high; differential captions add one image.")
+    print("\nauto counts as low for images up to 512 px, else high; differential captions add the previous caption's text.")
     print(f"total {time.perf_counter() - started:.1f} s")
     if worst < TARGET_RATIO:
         sys.exit(1)

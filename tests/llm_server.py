@@ -12,10 +12,12 @@ Token usage follows OpenAI's documented accounting: text costs len/4 tokens; an 
 85 tokens at low detail and 85 + 170 per 512 px tile at high detail (after scaling to fit
 2048 x 2048 and then to 768 px on the short side); `auto` means low for images up to 512 px.
 
-QA sets have planted flaws so that every verifier has something to find (`quirks=True`,
-sets of 6 or more items): item 0's answer is "A", which the blind check always guesses;
-item 3 cites a span past the end of the video; the CoT for item 4 reaches another answer;
-the last item repeats item 1's question in other case and punctuation.
+QA sets have planted flaws so that every verifier has something to find (`quirks=True`):
+the blind check answers item 0 right (and every other multiple-choice item wrong); the visual
+check answers item 2 wrong; in sets of 6 or more items, item 3 cites the whole video as the
+span of a short clip, the CoT for item 4 reaches another answer, and the last item repeats
+item 1's question in other case and punctuation. The CoT, blind and visual answers name an
+option by its text, so they stay right or wrong however the options were shuffled.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class FakeLLMServer:
     quirks: bool = True
     api_key: str | None = None
     """When set, requests must carry `Authorization: Bearer <api_key>` (else 401)."""
+    max_qa_items: int | None = None
+    """When set, QA sets hold at most this many items, whatever was asked."""
 
     def __post_init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
@@ -183,7 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if kind == "timeout":
             time.sleep(fault.sleep_s)
-        content = answer(body, quirks=server.quirks)
+        content = answer(body, quirks=server.quirks, max_qa_items=server.max_qa_items)
         if kind == "invalid_json":
             content = "Sure! Here is what you asked for: " + content[: len(content) // 2]
         elif kind == "schema_invalid":
@@ -228,7 +232,7 @@ def completion(body: dict[str, Any], content: str, number: int) -> dict[str, Any
     }
 
 
-def answer(body: dict[str, Any], quirks: bool = True) -> str:
+def answer(body: dict[str, Any], quirks: bool = True, max_qa_items: int | None = None) -> str:
     """Schema-valid JSON text for the request's output schema, derived from the request only."""
     name = body["response_format"]["json_schema"]["name"]
     text = "\n".join(_texts(m) for m in body["messages"] if m["role"] in ("system", "user"))
@@ -238,18 +242,22 @@ def answer(body: dict[str, Any], quirks: bool = True) -> str:
         "qa_set": _qa_set,
         "cot_trace": _cot,
         "blind_answer": _blind,
+        "visual_answer": _visual,
     }[name]
-    return json.dumps(make(body, text, quirks))
+    reply = make(body, text, quirks)
+    if max_qa_items is not None and name == "qa_set":
+        reply["items"] = reply["items"][:max_qa_items]
+    return json.dumps(reply)
 
 
 def _caption(body: dict, text: str, quirks: bool) -> dict:
     images = [p["image_url"]["url"] for m in body["messages"] for p in _parts(m) if p.get("type") == "image_url"]
     digest = hashlib.sha256("".join(images).encode()).hexdigest()[:8]
     stamps = re.search(r"taken at: ([^\n]*?)\.\n", text)
-    differential = "previous clip" in text
+    differential = "Caption of the previous" in text
     return {
-        "caption": f"A man in a red jacket walks past a bicycle; keyframes at {stamps[1] if stamps else '?'} "
-                   f"({len(images) - differential} images, digest {digest}).",
+        "caption": f"A man in a red jacket walks past a bicycle; frames at {stamps[1] if stamps else '?'} "
+                   f"({len(images)} images, digest {digest}).",
         "changes_since_previous": "The camera turned toward the street." if differential else None,
     }
 
@@ -274,14 +282,14 @@ def _qa_set(body: dict, text: str, quirks: bool) -> dict:
         clip_id, start, end = clips[i % len(clips)]
         span = [float(start), float(end)]
         if quirks and n >= 6 and i == 3:
-            span = [float(start), duration + 30.0]
+            span = [0.0, duration]
         question = f"Question {i + 1}: what does the red-jacket man do in clip {clip_id}?"
         if quirks and n >= 6 and i == n - 1:
             question = items[1]["question"].upper().replace("?", " ?!")
         multiple_choice = i % 2 == 0
         items.append({
             "question": question,
-            "options": [f"He does thing {k} ({i})" for k in range(4)] if multiple_choice else None,
+            "options": [option_text(i, k) for k in range(4)] if multiple_choice else None,
             "answer": qa_answer(i, multiple_choice),
             "question_type": QUESTION_TYPES[i % len(QUESTION_TYPES)],
             "evidence": [{"clip_id": clip_id, "start_s": span[0], "end_s": span[1]}],
@@ -294,16 +302,31 @@ def qa_answer(i: int, multiple_choice: bool) -> str:
     return "ABCD"[(i // 2) % 4] if multiple_choice else f"{i + 1} times"
 
 
+def option_text(i: int, k: int) -> str:
+    return f"He does thing {k} ({i})"
+
+
+def right_answer(i: int, multiple_choice: bool, offset: int = 0) -> str:
+    """Item i's answer as option text (the right one, or `offset` options further on)."""
+    if not multiple_choice:
+        return f"{i + 1} times" if not offset else "I cannot tell"
+    return option_text(i, ("ABCD".index(qa_answer(i, True)) + offset) % 4)
+
+
+def _question_number(text: str) -> int:
+    """The item number the question text carries (-1 for a question the server did not write)."""
+    found = re.search(r"Question (\d+):", text)
+    return int(found[1]) - 1 if found else -1
+
+
 def _cot(body: dict, text: str, quirks: bool) -> dict:
-    i = int(re.search(r"Question (\d+):", text)[1]) - 1
+    i = _question_number(text)
     clip_id = re.search(r"in clip (\S+?)\?", text)[1]
     start, end = next((float(s), float(e)) for c, s, e in CLIP_LINE.findall(text) if c == clip_id)
     multiple_choice = "Options:" in text
-    final = qa_answer(i, multiple_choice)
-    if not multiple_choice:
+    final = right_answer(i, multiple_choice, offset=int(quirks and i == 4))
+    if not multiple_choice and not (quirks and i == 4):
         final = f"{NUMBER_WORDS[i + 1]} times" if i + 1 < len(NUMBER_WORDS) else final
-    if quirks and i == 4:
-        final = "D" if final != "D" else "A"
     return {
         "steps": [
             {"kind": "perception", "text": f"In {clip_id} the red-jacket man walks.", "start_s": start, "end_s": end},
@@ -314,7 +337,15 @@ def _cot(body: dict, text: str, quirks: bool) -> dict:
 
 
 def _blind(body: dict, text: str, quirks: bool) -> dict:
-    return {"answer": "A" if "Options:" in text else "I cannot tell"}
+    i = _question_number(text)
+    if i < 0:  # a question the server did not write: a plain guess
+        return {"answer": "A" if "Options:" in text else "I cannot tell"}
+    return {"answer": right_answer(i, "Options:" in text, offset=int(not (quirks and i == 0)))}
+
+
+def _visual(body: dict, text: str, quirks: bool) -> dict:
+    i = _question_number(text)
+    return {"answer": right_answer(i, "Options:" in text, offset=int(quirks and i == 2))}
 
 
 # ---- token accounting ------------------------------------------------------------------------

@@ -159,8 +159,10 @@ def test_card_body_tells_sources_stages_models_and_counts(release):
     for stage in ("scenes", "clip", "annotate", "tasks"):
         assert f"| {stage} | run |" in text
     assert f"| `clip` | {manifest['models']['clip']} |" in text
-    assert "| `prompts.qa` | 1 |" in text and "| `llm.caption` | gpt-4o-mini |" in text
+    assert "| `prompts.qa` | 2 |" in text and "| `llm.caption` | gpt-4o-mini |" in text
     assert f"| `tokens_in` | {manifest['usage']['tokens_in']} |" in text
+    assert "0.5 frames per second of every clip" in text and "at most 8 consecutive clips" in text
+    assert f"| dropped: visual | {manifest['usage']['qa_dropped_visual']} |" in text
     assert f"| clips | {manifest['counts']['clips']} |" in text
     assert manifest["dataset_hash"] in text
     assert render_card(str(release)) == text  # deterministic
@@ -471,3 +473,25 @@ def test_histogram_of_values_equal_up_to_rounding_is_one_bin():
     from vidcorpus.publish.charts import histogram
     counts, edges = histogram([2.4, 2.4 + 1e-13, 2.4], 12)
     assert counts == [3] and len(edges) == 2
+
+
+def test_llm_ab_captions_the_same_clips_with_two_prompt_versions_side_by_side(copy):
+    from vidcorpus.cli import main
+
+    target = copy()
+    with FakeLLMServer() as server:
+        code = main(["llm", "ab", str(target), "--prompt", "caption", "--versions", "1", "2", "--videos", "1",
+                     "--set", f"llm.base_url={server.base_url}", "--set", "llm.differential_captions=false"])
+        prompts = [b["messages"][0]["content"] for b in server.bodies]
+        unknown = main(["llm", "ab", str(target), "--versions", "1", "99", "--set", f"llm.base_url={server.base_url}"])
+    assert code == 0 and unknown == 2
+    ab = json.loads((target / "ab" / "caption.v1-v2.json").read_text())
+    first = min(v["video_id"] for v in rows(target, "videos"))
+    clips = sorted(c["clip_id"] for c in rows(target, "clips") if c["video_id"] == first)
+    assert [r["clip_id"] for r in ab["rows"]] == clips
+    assert all(r["a"]["version"] == 1 and r["b"]["version"] == 2 and r["a"]["caption"] and r["b"]["caption"]
+               for r in ab["rows"])
+    assert len(prompts) == 2 * len(clips) and len(set(prompts)) == 2  # each version's system prompt, once per clip
+    html = (target / "report.html").read_text()
+    assert "<h3>caption: v1 vs v2</h3>" in html and html.count(clips[0]) >= 1
+    assert validate_release(str(target)) == []

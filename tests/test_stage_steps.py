@@ -15,7 +15,7 @@ from vidcorpus.annotators import VideoAnnotator
 from vidcorpus.config import load_config
 from vidcorpus.config.llm import AnnotatorConfig
 from vidcorpus.media.synth import Scene, write_video
-from vidcorpus.pipelines.annotate import annotate_result, llm_config
+from vidcorpus.pipelines.annotate import annotate_result, clip_frames, llm_config
 from vidcorpus.pipelines.discover import Input
 from vidcorpus.pipelines.scan import Scanned, scan_video
 from vidcorpus.pipelines.segment import segment_video
@@ -95,6 +95,25 @@ def test_annotate_returns_a_new_result_with_annotations(video, tiny_config, tmp_
     assert {"caption", "summary", "qa"} <= kinds
     assert annotated["usage"]["tokens_in"] > 0
     assert annotated["clips"] == result["clips"]
+
+
+def test_the_llm_sees_frames_sampled_from_the_spooled_candidates(video, tiny_config, tmp_path):
+    item, _ = video
+    work = str(tmp_path)
+    result = segment_video(scan_video(item, tiny_config, work), tiny_config, work)
+    staged = staging_dir(work, item.video_id)
+    for per_s in (0.5, 8.0):  # 1.6 s clips: the 2-frame minimum, or every candidate
+        frames = clip_frames(result, staged, AnnotatorConfig(frames_per_s=per_s))
+        for clip in result["clips"]:
+            seen, candidates = frames[clip["clip_id"]], result["files"][clip["clip_id"]]["candidates"]
+            assert len(seen) == (2 if per_s == 0.5 else len(candidates)) and len(candidates) > 2
+            assert all(jpeg[:2] == b"\xff\xd8" for _, jpeg in seen)
+            assert all(clip["start_s"] <= t < clip["end_s"] for t, _ in seen)
+    legacy = {**result, "files": {cid: {k: v for k, v in f.items() if k != "candidates"}
+                                  for cid, f in result["files"].items()}}
+    keyframes = clip_frames(legacy, staged, AnnotatorConfig())
+    assert [t for t, _ in keyframes[result["clips"][0]["clip_id"]]] == [
+        k["timestamp_s"] for k in result["clips"][0]["keyframes"]]
 
 
 def test_tasks_return_a_new_result_with_sft_and_rl_rows(tmp_path):

@@ -1,6 +1,6 @@
 """vidcorpus: raw videos in, a versioned training corpus for long-video language models out.
 
-Commands: build · demo · validate · report · publish · inspect · export
+Commands: build · demo · validate · report · publish · inspect · export · llm ab
 """
 
 from __future__ import annotations
@@ -55,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--output", help="export folder (default: <release>/exports/<format>)")
     export.add_argument("--split", help="only this split's rows")
     export.add_argument("--frames", type=int, default=8, help="frames per video in the TRL and OpenAI formats")
+    llm = commands.add_parser("llm", help="LLM prompt tools").add_subparsers(dest="llm_command", required=True)
+    ab = llm.add_parser("ab", help="caption a release's clips with two prompt versions, side by side in report.html")
+    ab.add_argument("release")
+    ab.add_argument("--prompt", default="caption", help="caption, caption_diff or caption_merge")
+    ab.add_argument("--versions", type=int, nargs=2, required=True, metavar=("A", "B"))
+    ab.add_argument("--videos", type=int, default=3, help="the first N videos (by id) are captioned")
+    _config_args(ab)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -163,8 +170,27 @@ def _export(args) -> int:
     return 0
 
 
+def _llm(args) -> int:
+    from vidcorpus.config.llm import skipped_reason
+    from vidcorpus.publish.ab import run_ab
+    from vidcorpus.publish.report import write_report
+
+    try:
+        llm = load_config(args.config, args.set).llm
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if (reason := skipped_reason(llm)) is not None:
+        return _fail(reason)
+    try:
+        print(run_ab(args.release, llm, args.prompt, tuple(args.versions), args.videos))
+    except (KeyError, ValueError) as exc:
+        return _fail(str(exc).strip("'\""))
+    print(write_report(args.release))
+    return 0
+
+
 COMMANDS = {"build": _build, "demo": _demo, "validate": _validate, "report": _report, "publish": _publish,
-            "inspect": _inspect, "export": _export}
+            "inspect": _inspect, "export": _export, "llm": _llm}
 
 if __name__ == "__main__":
     sys.exit(main())

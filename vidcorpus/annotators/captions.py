@@ -1,111 +1,105 @@
-"""Clip captions from keyframes sent as images, with their timestamps in the text.
+"""Clip captions from frames spread over the whole clip, differential as in ShareGPT4Video.
 
-Differential mode (after ShareGPT4Video) also asks what changed since the previous clip. It
-sends the previous clip's last keyframe as a reference image rather than the previous clip's
-caption, so every clip of a video can still be captioned in parallel.
+Each request carries at most `llm.max_frames` frames, each after its timestamp. In differential
+mode a clip's request also carries the previous clip's caption, and the model first says what
+changed and what is new, then writes the clip's own caption; clips are then captioned in order.
+A clip with more frames than one request holds is captioned in consecutive windows (each
+differential against the window before it) whose captions are then merged, text only.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from vidcorpus.annotators.client import LLMRequest, NonEmptyStr, OutputModel
+from vidcorpus.annotators.frames import Frame, image_parts, windows
 from vidcorpus.annotators.prompts import load_prompt
-from vidcorpus.config.llm import ImageDetail
+from vidcorpus.config.llm import AnnotatorConfig
 
 
 class ClipCaption(OutputModel):
     schema_name = "clip_caption"
 
-    caption: NonEmptyStr
     changes_since_previous: str | None
-    """What changed since the previous clip; null outside differential mode."""
+    """What changed and what is new since the previous clip (or part); null when there is none."""
+    caption: NonEmptyStr
 
 
-def jpeg_data_url(jpeg: bytes) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+@dataclass(frozen=True)
+class Previous:
+    """The caption the next request is differential against, and the span it describes."""
+
+    start_s: float
+    end_s: float
+    caption: str
+    clip_id: str | None = None
+    """The clip it belongs to, when it is a whole clip's caption."""
 
 
-def image_part(jpeg: bytes, detail: ImageDetail) -> dict:
-    return {"type": "image_url", "image_url": {"url": jpeg_data_url(jpeg), "detail": detail}}
+@dataclass(frozen=True)
+class Part:
+    """One caption request's share of a clip: its frames and their position among the clip's windows."""
+
+    frames: list[Frame]
+    number: int
+    count: int
+
+    @property
+    def start_s(self) -> float:
+        return self.frames[0].t
+
+    @property
+    def end_s(self) -> float:
+        return self.frames[-1].t
 
 
-def pick_keyframes(keyframes: Sequence[dict], jpegs: Sequence[bytes], limit: int) -> list[tuple[float, bytes]]:
-    """At most `limit` (timestamp, jpeg) pairs spread evenly over the clip, in time order."""
-    pairs = sorted(zip((k["timestamp_s"] for k in keyframes), jpegs), key=lambda p: p[0])
-    if len(pairs) <= limit:
-        return pairs
-    if limit == 1:
-        return [pairs[len(pairs) // 2]]
-    step = (len(pairs) - 1) / (limit - 1)
-    return [pairs[round(i * step)] for i in range(limit)]
+def clip_parts(frames: Sequence[Frame], max_frames: int) -> list[Part]:
+    chunks = windows(frames, max_frames)
+    return [Part(chunk, i, len(chunks)) for i, chunk in enumerate(chunks)]
+
+
+def part_item_id(clip: dict, part: Part) -> str:
+    return clip["clip_id"] if part.count == 1 else f"{clip['clip_id']}_w{part.number:02d}"
 
 
 def caption_request(
-    video: dict,
-    clip: dict,
-    jpegs: Sequence[bytes],
-    *,
-    previous: tuple[float, bytes] | None = None,
-    detail: ImageDetail = "low",
-    max_keyframes: int = 4,
-    prompt_versions: dict[str, int] | None = None,
+    video: dict, clip: dict, part: Part, previous: Previous | None, config: AnnotatorConfig,
 ) -> LLMRequest[ClipCaption]:
-    """One clip's caption request; `previous` = (timestamp, jpeg) of the prior clip's last keyframe."""
-    frames = pick_keyframes(clip["keyframes"], jpegs, max_keyframes)
-    if not frames:
-        raise ValueError(f"clip {clip['clip_id']} has no keyframe images")
+    """One part's request: the `caption` prompt, or `caption_diff` given the previous caption."""
     prompt_id = "caption_diff" if previous is not None else "caption"
-    prompt = load_prompt(prompt_id, (prompt_versions or {}).get(prompt_id))
+    prompt = load_prompt(prompt_id, config.prompt_versions.get(prompt_id))
+    span = f"the clip spans {_s(clip['start_s'])}-{_s(clip['end_s'])} s"
+    if part.count > 1:
+        span += f"; these frames are part {part.number + 1} of {part.count}, {_s(part.start_s)}-{_s(part.end_s)} s"
     values = dict(
-        clip_index=clip["index"],
-        video_duration=_s(video["duration_s"]),
-        start_s=_s(clip["start_s"]),
-        end_s=_s(clip["end_s"]),
-        timestamps=", ".join(f"{_s(t)} s" for t, _ in frames),
+        clip_index=clip["index"], video_duration=_s(video["duration_s"]), start_s=_s(clip["start_s"]),
+        end_s=_s(clip["end_s"]), span=span, timestamps=", ".join(f"{_s(f.t)} s" for f in part.frames),
     )
-    content: list[dict] = []
     if previous is not None:
-        values["previous_s"] = _s(previous[0])
-        content += [{"type": "text", "text": f"Previous clip, {_s(previous[0])} s:"}, image_part(previous[1], detail)]
-    for t, jpeg in frames:
-        content += [{"type": "text", "text": f"{_s(t)} s:"}, image_part(jpeg, detail)]
+        values.update(previous_s=_s(previous.end_s), previous_span=f"{_s(previous.start_s)}-{_s(previous.end_s)} s",
+                      previous_caption=previous.caption)
     system, user = prompt.render(**values)
-    messages = [
-        {"role": "system", "content": system},
-        {"role": "user", "content": [{"type": "text", "text": user}, *content]},
-    ]
+    content = [{"type": "text", "text": user}, *image_parts(part.frames, config.image_detail, config.image_max_side)]
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": content}]
+    return LLMRequest(prompt, messages, ClipCaption, item_id=part_item_id(clip, part))
+
+
+def merge_request(
+    video: dict, clip: dict, parts: Sequence[tuple[Part, ClipCaption]], config: AnnotatorConfig,
+) -> LLMRequest[ClipCaption]:
+    """Text only: the captions of a long clip's windows, in order, become one clip caption."""
+    prompt = load_prompt("caption_merge", config.prompt_versions.get("caption_merge"))
+    lines = "\n".join(
+        f"[{_s(p.start_s)}-{_s(p.end_s)} s] {c.caption}" + (f" Changes: {c.changes_since_previous}" if c.changes_since_previous else "")
+        for p, c in parts
+    )
+    system, user = prompt.render(
+        clip_index=clip["index"], video_duration=_s(video["duration_s"]), start_s=_s(clip["start_s"]),
+        end_s=_s(clip["end_s"]), count=len(parts), parts=lines,
+    )
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     return LLMRequest(prompt, messages, ClipCaption, item_id=clip["clip_id"])
-
-
-def caption_requests(
-    video: dict,
-    clips: Sequence[dict],
-    keyframe_jpegs: dict[str, Sequence[bytes]],
-    *,
-    differential: bool = True,
-    detail: ImageDetail = "low",
-    max_keyframes: int = 4,
-    prompt_versions: dict[str, int] | None = None,
-) -> tuple[list[LLMRequest[ClipCaption]], list[dict]]:
-    """Requests for every clip that has keyframe images, and the clips that have none."""
-    requests, without_images = [], []
-    previous: tuple[float, bytes] | None = None
-    for clip in sorted(clips, key=lambda c: c["index"]):
-        jpegs = keyframe_jpegs.get(clip["clip_id"]) or []
-        frames = pick_keyframes(clip.get("keyframes") or [], jpegs, len(jpegs))
-        if not frames:
-            without_images.append(clip)
-            previous = None
-            continue
-        requests.append(caption_request(
-            video, clip, jpegs,
-            previous=previous if differential else None,
-            detail=detail, max_keyframes=max_keyframes, prompt_versions=prompt_versions,
-        ))
-        previous = frames[-1]
-    return requests, without_images
 
 
 def _s(seconds: float) -> str:

@@ -1,7 +1,8 @@
 """Chain-of-thought traces per QA item, in VCR-Bench's step format.
 
-The CoT call solves the question from the timestamped captions without being told the answer:
-ordered steps, each tagged `perception` (what is seen, tied to a time span) or `reasoning`
+The CoT call solves the question without being told the answer, from the video summary, the
+entity list, and the captions and frames of a bounded window of clips around the clips the
+question cites (so a request's size does not grow with the video): ordered steps, each tagged `perception` (what is seen, tied to a time span) or `reasoning`
 (an inference, tied to the span it relies on when there is one), ending in a final answer.
 Because the answer is not given, agreement with the QA answer is evidence, not an echo.
 """
@@ -9,22 +10,26 @@ Because the answer is not given, agreement with the QA answer is evidence, not a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
-from vidcorpus.annotators.captions import ClipCaption
 from vidcorpus.annotators.client import LLMRequest, NonEmptyStr, OutputModel
+from vidcorpus.annotators.frames import Frame
 from vidcorpus.annotators.prompts import load_prompt
-from vidcorpus.annotators.qa import QAItem
-from vidcorpus.annotators.summaries import caption_lines
+from vidcorpus.annotators.qa import Captioned, QAItem, context_messages, window_frames
+from vidcorpus.annotators.summaries import VideoSummary, caption_lines
+from vidcorpus.config.llm import AnnotatorConfig
+
+MAX_STEPS = 12
+Seconds = Annotated[float, Field(ge=0)]
 
 
 class CoTStep(OutputModel):
     kind: Literal["perception", "reasoning"]
     text: NonEmptyStr
-    start_s: float | None
-    end_s: float | None
+    start_s: Seconds | None
+    end_s: Seconds | None
 
     @model_validator(mode="after")
     def _timed(self) -> CoTStep:
@@ -40,14 +45,8 @@ class CoTStep(OutputModel):
 class CoTTrace(OutputModel):
     schema_name = "cot_trace"
 
-    steps: list[CoTStep]
+    steps: list[CoTStep] = Field(min_length=1, max_length=MAX_STEPS)
     final_answer: NonEmptyStr
-
-    @model_validator(mode="after")
-    def _has_steps(self) -> CoTTrace:
-        if not self.steps:
-            raise ValueError("at least one step is required")
-        return self
 
     def spans(self) -> list[list[float]]:
         """The distinct time spans the steps rely on, in order of first use."""
@@ -59,20 +58,38 @@ class CoTTrace(OutputModel):
         return seen
 
 
+def cot_window(captioned: Captioned, cited: set[str], context_clips: int) -> list:
+    """At most `context_clips` captioned clips: the cited ones, then their nearest neighbours, in order."""
+    positions = [i for i, (clip, _) in enumerate(captioned) if clip["clip_id"] in cited][:context_clips]
+    if not positions:
+        positions = [0] if captioned else []
+    others = sorted((i for i in range(len(captioned)) if i not in positions),
+                    key=lambda i: (min(abs(i - p) for p in positions), i))
+    chosen = sorted(positions + others[:max(0, context_clips - len(positions))])
+    return [captioned[i] for i in chosen]
+
+
 def cot_request(
     video: dict,
-    captioned: Sequence[tuple[dict, ClipCaption]],
+    captioned: Captioned,
+    summary: VideoSummary | None,
     qa: QAItem,
     item_id: str,
-    version: int | None = None,
+    frames: dict[str, Sequence[Frame]],
+    config: AnnotatorConfig,
 ) -> LLMRequest[CoTTrace]:
-    prompt = load_prompt("cot", version)
+    prompt = load_prompt("cot", config.prompt_versions.get("cot"))
+    cited = {s.clip_id for s in qa.evidence}
+    window = cot_window(captioned, cited, config.context_clips)
     system, user = prompt.render(
         video_duration=f"{video['duration_s']:.2f}",
-        clips=caption_lines(captioned),
+        summary=summary.summary if summary else "(none)",
+        entity_list=summary.entity_lines() if summary else "(none)",
+        clips=caption_lines(window, summary.entities if summary else ()),
         question=qa.question,
         options=qa.options_text(),
         answer_format=qa.answer_format(),
     )
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    cited_clips = [clip for clip, _ in window if clip["clip_id"] in cited] or [clip for clip, _ in window]
+    messages = context_messages(system, user, window_frames(cited_clips, frames, config.max_frames), config)
     return LLMRequest(prompt, messages, CoTTrace, item_id=item_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vidcorpus.annotators.client import LLMResult, Outcome, Usage
@@ -70,9 +70,21 @@ class UsageTotals:
     failures: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    qa_asked: int = 0
+    qa_kept: int = 0
+    qa_fewer_than_asked: int = 0
+    """Questions asked for but not written (a QA reply with fewer items than asked)."""
     qa_dropped_duplicate: int = 0
     qa_dropped_blind: int = 0
     qa_dropped_spans: int = 0
+    qa_dropped_visual: int = 0
+    summary_incomplete: int = 0
+    """Videos whose summary lacks some chunks (a failed map or reduce call)."""
+    letters: dict[str, int] = field(default_factory=dict)
+    """Correct option letters of the kept multiple-choice items (reported as `qa_letter_<L>`)."""
+
+    def count_letter(self, letter: str) -> None:
+        self.letters[letter] = self.letters.get(letter, 0) + 1
 
     def add(self, outcome: Outcome) -> None:
         self.calls += 1
@@ -88,7 +100,9 @@ class UsageTotals:
             self.tokens_out += outcome.usage.tokens_out
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        totals = asdict(self)
+        letters = totals.pop("letters")
+        return {**totals, **{f"qa_letter_{letter}": n for letter, n in sorted(letters.items())}}
 
 
 def _json(value: Any) -> str:

@@ -1,9 +1,11 @@
-"""Annotate one video end to end: captions -> summary -> QA -> CoT and blind check -> verdicts.
+"""Annotate one video end to end: captions -> summary -> QA -> CoT, blind and visual checks -> verdicts.
 
-`VideoAnnotator.annotate(video, clips, keyframe_jpegs)` returns (annotations, failures, usage)
-and never raises for an endpoint's or a model's misbehaviour, so the pipeline can call it in
-one Beam DoFn per video: every call that fails becomes a failure row, every stage uses what
-the stages before it managed to produce, and every QA item carries the verdicts of its checks.
+`VideoAnnotator.annotate(video, clips, frames)` takes each clip's timestamped frames (sampled
+from the decode pass's candidates, `annotators.frames`) and returns (annotations, failures,
+usage). It never raises for an endpoint's or a model's misbehaviour, so the pipeline can call it
+in one Beam DoFn per video: every call that fails becomes a failure row, every stage uses what
+the stages before it managed to produce, every QA item carries the verdicts of its checks, and
+every item a check drops becomes a failure row that holds it.
 """
 
 from __future__ import annotations
@@ -12,19 +14,27 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from vidcorpus.annotators import verifiers
-from vidcorpus.annotators.captions import ClipCaption, caption_requests
-from vidcorpus.annotators.client import LLMClient, Outcome, Usage
+from vidcorpus.annotators.captions import (
+    ClipCaption,
+    Previous,
+    caption_request,
+    clip_parts,
+    merge_request,
+)
+from vidcorpus.annotators.client import LLMClient, LLMResult, Outcome, Usage
 from vidcorpus.annotators.cot import cot_request
-from vidcorpus.annotators.qa import QAItem, qa_request
+from vidcorpus.annotators.frames import Frame
+from vidcorpus.annotators.qa import QAItem, qa_request, qa_windows, shuffle_options
 from vidcorpus.annotators.records import (
     UsageTotals,
     annotation_record,
     split_usage,
 )
-from vidcorpus.annotators.summaries import VideoSummary, summarize_video
+from vidcorpus.annotators.summaries import VideoSummary, canonical, summarize_video
 from vidcorpus.config.llm import ANNOTATORS, AnnotatorConfig
 from vidcorpus.ids import child_id
 from vidcorpus.schemas.records import failure_row
@@ -63,63 +73,142 @@ class VideoAnnotator:
                 client.close()
 
     def annotate(
-        self, video: dict, clips: Sequence[dict], keyframe_jpegs: Mapping[str, Sequence[bytes]]
+        self, video: dict, clips: Sequence[dict], frames: Mapping[str, Sequence[Frame]]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
-        """(annotation rows, failure rows, usage totals) for one video."""
-        run = _VideoRun(self.config, self.clients, video, clips)
-        captioned = run.captions(keyframe_jpegs)
-        summary = run.summary(captioned)
-        run.questions(captioned, summary)
+        """(annotation rows, failure rows, usage totals) for one video; `frames` maps a clip id
+        to its (timestamp, JPEG) frames."""
+        frames = {cid: sorted((Frame(*f) for f in fs), key=lambda f: f.t) for cid, fs in frames.items()}
+        run = _VideoRun(self.config, self.clients, video, clips, frames)
+        clip_captions = run.captions()
+        summary = run.summary([(c.clip, c.value) for c in clip_captions])
+        run.caption_rows(clip_captions, summary)
+        run.questions([(c.clip, c.value) for c in clip_captions], summary)
         return run.annotations, run.failures, run.totals.as_dict()
 
 
 def annotate_video(
-    video: dict, clips: Sequence[dict], keyframe_jpegs: Mapping[str, Sequence[bytes]], annotator: VideoAnnotator
+    video: dict, clips: Sequence[dict], frames: Mapping[str, Sequence[Frame]], annotator: VideoAnnotator
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
-    return annotator.annotate(video, clips, keyframe_jpegs)
+    return annotator.annotate(video, clips, frames)
+
+
+@dataclass(frozen=True)
+class CaptionRun:
+    """One clip's caption calls: its windows' outcomes, then the merge's when there were several."""
+
+    clip: dict
+    frames: list[Frame]
+    windows: int
+    outcomes: list[Outcome]
+    previous: Previous | None
+    """What the first window was differential against."""
+
+    @property
+    def final(self) -> LLMResult | None:
+        """The clip's caption: the last call's, when every call succeeded."""
+        done = self.outcomes and all(o.ok for o in self.outcomes) and len(self.outcomes) == self.windows + (self.windows > 1)
+        return self.outcomes[-1] if done else None
+
+
+@dataclass(frozen=True)
+class ClipCaptioned:
+    clip: dict
+    value: ClipCaption
+    run: CaptionRun
 
 
 class _VideoRun:
     """The accumulators of one `annotate` call: rows so far, failures so far, usage so far."""
 
-    def __init__(self, config: AnnotatorConfig, clients: Mapping[str, LLMClient | None], video: dict, clips: Sequence[dict]):
+    def __init__(self, config: AnnotatorConfig, clients: Mapping[str, LLMClient | None], video: dict,
+                 clips: Sequence[dict], frames: dict[str, list[Frame]]):
         self.config = config
         self.clients = clients
         self.video = video
         self.video_id = video["video_id"]
         self.clips_by_id = {c["clip_id"]: c for c in clips}
         self.clips = sorted(clips, key=lambda c: c["index"])
+        self.frames = frames
         self.duration_s = video.get("duration_s") or max((c["end_s"] for c in clips), default=0.0)
         self.annotations: list[dict[str, Any]] = []
         self.failures: list[dict[str, Any]] = []
         self.totals = UsageTotals()
 
-    def captions(self, keyframe_jpegs: Mapping[str, Sequence[bytes]]) -> Captioned:
+    # ---- captions ----------------------------------------------------------------------------
+
+    def captions(self) -> list[ClipCaptioned]:
+        """Every clip with frames captioned: in order, each against the previous caption, in
+        differential mode; all at once otherwise."""
         client = self.clients["caption"]
         if client is None:
             return []
-        cfg = self.config
-        requests, without_images = caption_requests(
-            self.video, self.clips, dict(keyframe_jpegs),
-            differential=cfg.differential_captions, detail=cfg.image_detail,
-            max_keyframes=cfg.max_keyframes_per_clip, prompt_versions=cfg.prompt_versions,
-        )
-        for clip in without_images:
-            self.failures.append(failure_row(self.video.get("uri"), "annotate.caption",
-                                             ("NoKeyframes", "clip has no keyframe images"),
-                                             self.video["video_id"], clip["clip_id"], attempts=0))
-        captioned: Captioned = []
-        for outcome in self._track("annotate.caption", client.map(requests)):
-            clip = self.clips_by_id[outcome.item_id]
-            captioned.append((clip, outcome.value))
-            self.annotations.append(annotation_record(
-                ann_id=child_id(clip["clip_id"], "caption", 0), kind="caption",
-                video_id=self.video_id, clip_id=clip["clip_id"], payload=outcome.value.model_dump(),
-                evidence_spans=[[clip["start_s"], clip["end_s"]]], result=outcome,
-            ))
+        todo = []
+        for clip in self.clips:
+            if self.frames.get(clip["clip_id"]):
+                todo.append(clip)
+            else:
+                self.failures.append(failure_row(self.video.get("uri"), "annotate.caption",
+                                                 ("NoKeyframes", "clip has no frames to show the model"),
+                                                 self.video_id, clip["clip_id"], attempts=0))
+        if self.config.differential_captions:
+            runs, previous = [], None
+            for clip in todo:
+                runs.append(run := self._caption_clip(client, clip, previous))
+                if run.final is not None:
+                    previous = Previous(clip["start_s"], clip["end_s"], run.final.value.caption, clip["clip_id"])
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.config.concurrency, max(1, len(todo)))) as pool:
+                runs = list(pool.map(lambda clip: self._caption_clip(client, clip, None), todo))
+        captioned = []
+        for run in runs:
+            self._track("annotate.caption", run.outcomes)
+            if run.final is not None:
+                captioned.append(ClipCaptioned(run.clip, run.final.value, run))
         return captioned
 
-    def summary(self, captioned: Captioned) -> VideoSummary | None:
+    def _caption_clip(self, client: LLMClient, clip: dict, previous: Previous | None) -> CaptionRun:
+        """A clip's windows (each differential against the one before, in differential mode),
+        then their merge when there are several. Stops at the first failed call."""
+        frames = self.frames[clip["clip_id"]]
+        parts = clip_parts(frames, self.config.max_frames)
+        differential = self.config.differential_captions
+        outcomes: list[Outcome] = []
+        if not differential:
+            outcomes = client.map([caption_request(self.video, clip, part, None, self.config) for part in parts])
+        else:
+            last = previous
+            for part in parts:
+                outcomes.append(outcome := client.call(caption_request(self.video, clip, part, last, self.config)))
+                if not outcome.ok:
+                    break
+                last = Previous(part.start_s, part.end_s, outcome.value.caption)
+        if len(parts) > 1 and len(outcomes) == len(parts) and all(o.ok for o in outcomes):
+            done = [(part, o.value) for part, o in zip(parts, outcomes)]
+            outcomes.append(client.call(merge_request(self.video, clip, done, self.config)))
+        return CaptionRun(clip, frames, len(parts), outcomes, previous if differential else None)
+
+    def caption_rows(self, captioned: Sequence[ClipCaptioned], summary: VideoSummary | None) -> None:
+        """Caption rows, written once the summary's entities are known: each caption also in
+        the canonical entity names."""
+        entities = summary.entities if summary else []
+        for item in captioned:
+            run, clip = item.run, item.clip
+            payload = {
+                **item.value.model_dump(),
+                "canonical_caption": canonical(item.value.caption, entities),
+                "frame_times": [round(f.t, 3) for f in run.frames],
+                "windows": run.windows,
+                "previous_caption_of": run.previous.clip_id if run.previous else None,
+            }
+            self.annotations.append(annotation_record(
+                ann_id=child_id(clip["clip_id"], "caption", 0), kind="caption", video_id=self.video_id,
+                clip_id=clip["clip_id"], payload=payload, evidence_spans=[[clip["start_s"], clip["end_s"]]],
+                result=run.final, usage=sum((o.usage for o in run.outcomes), Usage()),
+            ))
+
+    # ---- summary -----------------------------------------------------------------------------
+
+    def summary(self, captioned: list[tuple[dict, ClipCaption]]) -> VideoSummary | None:
         client = self.clients["summary"]
         if client is None or not captioned:
             return None
@@ -130,76 +219,115 @@ class _VideoRun:
         self._track("annotate.summary", run.outcomes)
         if run.final is None:
             return None
+        self.totals.summary_incomplete += not run.complete
         cost = sum((o.usage for o in run.outcomes if o.ok), Usage())
         self.annotations.append(annotation_record(
             ann_id=child_id(self.video_id, "summary", 0), kind="summary", video_id=self.video_id,
-            clip_id=None, payload=run.final.value.model_dump(), evidence_spans=[[0.0, self.duration_s]],
+            clip_id=None, payload=run.final.value.model_dump(), evidence_spans=run.covers,
             result=run.final, usage=cost,
+            verdicts={"complete": run.complete, "chunks": run.chunks, "chunks_covered": run.covered_chunks},
         ))
         return run.final.value
 
-    def questions(self, captioned: Captioned, summary: VideoSummary | None) -> None:
+    # ---- questions ---------------------------------------------------------------------------
+
+    def questions(self, captioned: list[tuple[dict, ClipCaption]], summary: VideoSummary | None) -> None:
         client = self.clients["qa"]
         n = self.config.qa_per_video
         if client is None or not captioned or n == 0:
             return
-        version = self.config.prompt_versions.get("qa")
-        generated = self._track("annotate.qa", [client.call(qa_request(self.video, captioned, summary, n, version))])
-        if not generated:
-            return
-        qa_set = generated[0]
-        items = qa_set.value.items[:n]  # a model may write more than asked; ids stay positional
-        kept, repeated = verifiers.unique_questions(items)
-        self.totals.qa_dropped_duplicate += len(repeated)
-        ids = {p: child_id(self.video_id, "qa", p) for p in kept}
-        cots, blinds = self._checks(captioned, {ids[p]: items[p] for p in kept})
-        shares = split_usage(qa_set.usage, len(items)) if items else []
-        for p in kept:
-            qa, qa_id = items[p], ids[p]
-            verdicts: dict[str, Any] = verifiers.check_spans(qa, self.duration_s, self.clips_by_id)
-            cot = cots.get(qa_id)
-            blind = blinds.get(qa_id)
-            verdicts["cot_matches_answer"] = verifiers.cot_matches_answer(cot.value, qa) if cot else None
-            verdicts["blind_answerable"] = verifiers.answered_blind(blind.value, qa) if blind else None
+        items = self._generate(client, captioned, summary, n)
+        kept = self._unique_and_on_their_clips(items)
+        cots, blinds, visuals = self._checks(captioned, summary, {i.ann_id: i.qa for i in kept})
+        for item in kept:
+            cot, blind, visual = cots.get(item.ann_id), blinds.get(item.ann_id), visuals.get(item.ann_id)
+            verdicts = {**item.spans}
+            verdicts["cot_matches_answer"] = verifiers.cot_matches_answer(cot.value, item.qa) if cot else None
+            verdicts["blind_answerable"] = verifiers.answered_blind(blind.value, item.qa) if blind else None
+            verdicts["visually_confirmed"] = verifiers.answered_visually(visual.value, item.qa) if visual else None
             verdicts["passed"] = verifiers.passed(verdicts)
-            if self._dropped(verdicts):
+            if self._dropped(item, verdicts):
                 continue
+            self.totals.qa_kept += 1
+            if item.qa.options:
+                self.totals.count_letter(item.qa.answer)
             self.annotations.append(annotation_record(
-                ann_id=qa_id, kind="qa", video_id=self.video_id, clip_id=_single_clip(qa),
-                payload=qa.model_dump(), evidence_spans=[[s.start_s, s.end_s] for s in qa.evidence],
-                result=qa_set, verdicts=verdicts, usage=shares[p],
+                ann_id=item.ann_id, kind="qa", video_id=self.video_id, clip_id=_single_clip(item.qa),
+                payload=item.qa.model_dump(), evidence_spans=[[s.start_s, s.end_s] for s in item.qa.evidence],
+                result=item.result, verdicts=verdicts, usage=item.usage,
             ))
             if cot is not None:
                 self.annotations.append(annotation_record(
-                    ann_id=child_id(qa_id, "cot", 0), kind="cot", video_id=self.video_id, clip_id=None,
-                    payload={"qa_ann_id": qa_id, **cot.value.model_dump()}, evidence_spans=cot.value.spans(),
+                    ann_id=child_id(item.ann_id, "cot", 0), kind="cot", video_id=self.video_id, clip_id=None,
+                    payload={"qa_ann_id": item.ann_id, **cot.value.model_dump()}, evidence_spans=cot.value.spans(),
                     result=cot, verdicts={"matches_answer": verdicts["cot_matches_answer"]},
                 ))
 
-    def _checks(self, captioned: Captioned, items: dict[str, QAItem]) -> tuple[dict, dict]:
-        """CoT traces and blind answers for every kept item, the two families in parallel."""
-        versions = self.config.prompt_versions
-        cot_client, blind_client = self.clients["cot"], self.clients["blind"]
-        cot_requests = [cot_request(self.video, captioned, qa, i, versions.get("cot")) for i, qa in items.items()]
-        blind_requests = [verifiers.blind_request(qa, i, versions.get("blind")) for i, qa in items.items()]
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            cots = pool.submit(cot_client.map, cot_requests) if cot_client else None
-            blinds = pool.submit(blind_client.map, blind_requests) if blind_client else None
-            cot_outcomes = cots.result() if cots else []
-            blind_outcomes = blinds.result() if blinds else []
-        return (
-            {o.item_id: o for o in self._track("annotate.cot", cot_outcomes)},
-            {o.item_id: o for o in self._track("annotate.blind", blind_outcomes)},
-        )
+    def _generate(self, client: LLMClient, captioned, summary, n: int) -> list[_Item]:
+        """QA over windows of clips spread across the video; options shuffled per item. A reply
+        with fewer items than asked is a `annotate.verify.count` row; ids stay positional."""
+        windows = qa_windows(captioned, self.config.context_clips, n)
+        requests = [qa_request(self.video, w, summary, k, self.frames, self.config, i) for i, (w, k) in enumerate(windows)]
+        outcomes = client.map(requests)
+        self._track("annotate.qa", outcomes)
+        items, position = [], 0
+        for (_, asked), outcome in zip(windows, outcomes):
+            self.totals.qa_asked += asked
+            got = outcome.value.items[:asked] if outcome.ok else []  # a model may write more than asked
+            if outcome.ok and len(got) < asked:
+                self.totals.qa_fewer_than_asked += asked - len(got)
+                self.failures.append(verifiers.drop_row(self.video, "count", outcome.item_id,
+                                                        f"asked for {asked} questions, got {len(got)}", {}))
+            shares = split_usage(outcome.usage, len(got)) if got else []
+            for offset, qa in enumerate(got):
+                ann_id = child_id(self.video_id, "qa", position + offset)
+                items.append(_Item(ann_id, shuffle_options(qa, ann_id), outcome, shares[offset]))
+            position += asked
+        return items
 
-    def _dropped(self, verdicts: dict[str, Any]) -> bool:
+    def _unique_and_on_their_clips(self, items: list[_Item]) -> list[_Item]:
+        """Repeated questions dropped; span verdicts set, and items failing them dropped
+        (`llm.drop_failed_spans`) before any further call is spent on them."""
+        kept_positions, repeated = verifiers.unique_questions([i.qa for i in items])
+        for p in repeated:
+            self._drop(items[p], "duplicate", "repeats an earlier question")
+        kept = []
+        for item in (items[p] for p in kept_positions):
+            item.spans.update(verifiers.check_spans(item.qa, self.duration_s, self.clips_by_id))
+            if self.config.drop_failed_spans and not (item.spans["spans_in_video"] and item.spans["spans_on_cited_clips"]):
+                self._drop(item, "spans", "an evidence span lies outside the video or outside the clip it cites")
+                continue
+            kept.append(item)
+        return kept
+
+    def _checks(self, captioned, summary, items: dict[str, QAItem]) -> tuple[dict, dict, dict]:
+        """CoT traces, blind answers and visual answers for every kept item, the families in parallel."""
+        cfg = self.config
+        families = {
+            "cot": [cot_request(self.video, captioned, summary, qa, i, self.frames, cfg) for i, qa in items.items()],
+            "blind": [verifiers.blind_request(qa, i, cfg.prompt_versions.get("blind")) for i, qa in items.items()],
+            "visual": [r for i, qa in items.items() if (r := verifiers.visual_request(qa, i, self.frames, cfg))]
+            if cfg.verify.visual else [],
+        }
+        with ThreadPoolExecutor(max_workers=len(families)) as pool:
+            futures = {name: pool.submit(self.clients[name].map, requests)
+                       for name, requests in families.items() if self.clients[name] is not None and requests}
+            outcomes = {name: future.result() for name, future in futures.items()}
+        return tuple({o.item_id: o for o in self._track(f"annotate.{name}", outcomes.get(name, []))}
+                     for name in families)
+
+    def _dropped(self, item: _Item, verdicts: dict[str, Any]) -> bool:
         if self.config.drop_blind_answerable and verdicts["blind_answerable"]:
-            self.totals.qa_dropped_blind += 1
+            self._drop(item, "blind", "answered right by the blind check, without the video")
             return True
-        if self.config.drop_failed_spans and not (verdicts["spans_in_video"] and verdicts["spans_on_cited_clips"]):
-            self.totals.qa_dropped_spans += 1
+        if self.config.verify.visual and verdicts["visually_confirmed"] is False:
+            self._drop(item, "visual", "answered wrong from the frames of its evidence spans alone")
             return True
         return False
+
+    def _drop(self, item: _Item, check: str, reason: str) -> None:
+        setattr(self.totals, f"qa_dropped_{check}", getattr(self.totals, f"qa_dropped_{check}") + 1)
+        self.failures.append(verifiers.drop_row(self.video, check, item.ann_id, reason, item.qa.model_dump()))
 
     def _track(self, stage: str, outcomes: list[Outcome]) -> list:
         """Count every outcome, turn failures into rows, and return the successes."""
@@ -212,6 +340,17 @@ class _VideoRun:
                 self.failures.append(failure_row(self.video.get("uri"), stage, (outcome.error_class, outcome.message),
                                                  self.video["video_id"], outcome.item_id, outcome.attempts))
         return ok
+
+
+@dataclass
+class _Item:
+    """A generated QA item on its way through the checks."""
+
+    ann_id: str
+    qa: QAItem
+    result: LLMResult
+    usage: Usage
+    spans: dict[str, Any] = field(default_factory=dict)
 
 
 def _single_clip(qa: QAItem) -> str | None:

@@ -17,8 +17,9 @@ from pydantic import Field
 
 from vidcorpus.config.base import Section
 
-ANNOTATORS = ("caption", "summary", "qa", "cot", "blind")
-"""Every LLM call site: clip captions, video summary, grounded QA, CoT traces, blind check."""
+ANNOTATORS = ("caption", "summary", "qa", "cot", "blind", "visual")
+"""Every LLM call site: clip captions, video summary, grounded QA, CoT traces, blind check,
+visual check (the question answered from the evidence span's frames alone)."""
 
 ImageDetail = Literal["low", "high", "auto"]
 
@@ -46,7 +47,7 @@ class VllmWorkerConfig(Section):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     """Share of the GPU's memory vLLM may take (weights plus KV cache)."""
     limit_mm_per_prompt: dict[str, int] = Field(default_factory=lambda: {"image": 8})
-    """Most images per request; at least `max_keyframes_per_clip` + 1 (differential captions)."""
+    """Most images per request; at least `llm.max_frames` (no extra image is sent)."""
     health_path: str = "/health"
     startup_timeout_s: float = Field(1200.0, gt=0)
     health_poll_s: float = Field(2.0, gt=0)
@@ -56,6 +57,14 @@ class VllmWorkerConfig(Section):
     """One server per worker machine, shared by its SDK processes; False: one per process."""
     accelerator: str | None = None
     """Beam resource hint for the annotate step (filled from `dataflow` when it places GPUs)."""
+
+
+class VerifyConfig(Section):
+    """Checks on generated QA beyond the span and blind checks."""
+
+    visual: bool = True
+    """Ask the model (`llm.visual` endpoint) the question with only the frames inside the evidence
+    spans, no captions, and drop the items it answers wrong (false: no visual check)."""
 
 
 class AnnotatorConfig(Section):
@@ -80,6 +89,7 @@ class AnnotatorConfig(Section):
     qa: EndpointConfig = EndpointConfig()
     cot: EndpointConfig = EndpointConfig()
     blind: EndpointConfig = EndpointConfig()
+    visual: EndpointConfig = EndpointConfig()
 
     concurrency: int = Field(8, ge=1)
     """Requests in flight per client (per worker process when the client is shared)."""
@@ -91,17 +101,34 @@ class AnnotatorConfig(Section):
     cache_dir: str | None = None
     """Response cache root (local path or `gs://...`); None disables caching."""
 
-    image_detail: ImageDetail = "low"
-    max_keyframes_per_clip: int = Field(4, ge=1)
+    frames_per_s: float = Field(0.5, gt=0, le=8)
+    """Frames the model sees per second of clip (after ShareGPT4Video's one every 2 s), picked
+    from the decode pass's keyframe candidates and spread over the whole clip."""
+    min_frames: int = Field(2, ge=1)
+    """Frames per clip however short it is (a clip with fewer candidates sends what it has)."""
+    max_frames: int = Field(8, ge=1)
+    """Images per request: a clip with more frames is captioned in windows, then merged; QA, CoT
+    and the visual check send at most this many."""
+    image_detail: ImageDetail = "high"
+    """OpenAI image detail; `low` (512 px) cannot read small on-screen text."""
+    image_max_side: int = Field(768, ge=64)
+    """Images are scaled down to this longest side before they are sent."""
     differential_captions: bool = True
-    """Captions also say what changed since the previous clip (whose last keyframe is sent too)."""
+    """Each clip's caption request carries the previous clip's caption and asks what changed and
+    what is new (ShareGPT4Video); a video's clips are then captioned in order."""
+    context_clips: int = Field(8, ge=1)
+    """Clips (captions and frames) in one QA or CoT request, around the clips it may cite, with the
+    video summary: a request's size does not grow with the video's length."""
+    qa_frames: bool = True
+    """QA and CoT requests carry the frames of the clips they may cite; false: captions only."""
     summary_chunk_size: int = Field(8, ge=2)
     """Captions per partial summary, and partial summaries per reduce step."""
     qa_per_video: int = Field(5, ge=0)
     drop_blind_answerable: bool = True
     """Drop QA that the blind check (`blind.enabled`) answers right without the video (else flag)."""
-    drop_failed_spans: bool = False
-    """Drop QA whose evidence spans fall outside the video or miss their cited clips (else flag)."""
+    drop_failed_spans: bool = True
+    """Drop QA whose evidence spans fall outside the video or outside their cited clips (else flag)."""
+    verify: VerifyConfig = VerifyConfig()
     prompt_versions: dict[str, int] = Field(default_factory=dict)
     """Pin a prompt id to a version; unpinned prompts use their newest version."""
 

@@ -5,6 +5,7 @@ endpoint is configured."""
 from __future__ import annotations
 
 import functools
+from contextlib import nullcontext
 from typing import Any, Dict
 
 import apache_beam as beam
@@ -13,6 +14,7 @@ from apache_beam.metrics import Metrics
 from vidcorpus import storage
 from vidcorpus.config import BuildConfig
 from vidcorpus.config.llm import AnnotatorConfig
+from vidcorpus.pipelines.scan import SPOOL
 from vidcorpus.pipelines.staging import VideoResult, staging_dir
 from vidcorpus.schemas import RecordError, check_record
 from vidcorpus.schemas.records import failure_row
@@ -71,9 +73,7 @@ def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResul
     """A new result: the video's with its annotation rows, their failures and the token usage."""
     video = result["video"]
     staged = staging_dir(work_dir, video["video_id"])
-    jpegs = {cid: [storage.read_bytes(storage.join(staged, n)) for n in files.get("jpg", [])]
-             for cid, files in result["files"].items()}
-    annotations, failures, usage = annotator.annotate(video, result["clips"], jpegs)
+    annotations, failures, usage = annotator.annotate(video, result["clips"], clip_frames(result, staged, annotator.config))
     rows, rejected = [], []
     for row in annotations:
         try:
@@ -82,3 +82,31 @@ def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResul
             rejected.append(failure_row(video["uri"], "validate", exc, video["video_id"], row["ann_id"]))
     return {**result, "tables": {**result["tables"], "annotations": rows},
             "failures": result["failures"] + rejected + failures, "usage": dict(usage)}
+
+
+def clip_frames(result: VideoResult, staged: str, llm: AnnotatorConfig) -> dict[str, list[tuple[float, bytes]]]:
+    """Each clip's (time, JPEG) frames for the model: `llm.frames_per_s` of the decode pass's
+    candidates, read from the staged spool; a result staged without candidate references
+    falls back to the clip's keyframes."""
+    from vidcorpus.annotators.frames import frames_for, sample_positions
+
+    frames: dict[str, list[tuple[float, bytes]]] = {}
+    spool = storage.join(staged, SPOOL)
+    with storage.open_read(spool) if storage.exists(spool) else nullcontext() as f:
+        for clip in result["clips"]:
+            files = result["files"].get(clip["clip_id"], {})
+            refs = files.get("candidates")
+            if refs is None or f is None:
+                times = [k["timestamp_s"] for k in clip["keyframes"]]
+                frames[clip["clip_id"]] = [(t, storage.read_bytes(storage.join(staged, n)))
+                                           for t, n in zip(times, files.get("jpg", []))]
+                continue
+            n = frames_for(clip["end_s"] - clip["start_s"], llm.frames_per_s, llm.min_frames)
+            picked = [refs[p] for p in sample_positions([r[0] for r in refs], clip["start_s"], clip["end_s"], n)]
+            frames[clip["clip_id"]] = [(t, _read_at(f, int(offset), int(length))) for t, offset, length in picked]
+    return frames
+
+
+def _read_at(f, offset: int, length: int) -> bytes:
+    f.seek(offset)
+    return f.read(length)

@@ -232,8 +232,8 @@ def models_of(cfg: BuildConfig, stages_off: dict[str, str]) -> dict[str, Any]:
         models["clip"] = clip_model_tag(cfg.clip_model)
     if "annotate" not in stages_off:
         from vidcorpus.annotators.prompts import prompt_versions
-        from vidcorpus.config.llm import resolve_endpoint
-        models["llm"] = {name: endpoint.model for name in ("caption", "summary", "qa", "cot", "blind")
+        from vidcorpus.config.llm import ANNOTATORS, resolve_endpoint
+        models["llm"] = {name: endpoint.model for name in ANNOTATORS
                          if (endpoint := resolve_endpoint(cfg.llm, name)) is not None}
         models["prompts"] = {pid: cfg.llm.prompt_versions.get(pid, max(versions))
                              for pid, versions in sorted(prompt_versions().items())}

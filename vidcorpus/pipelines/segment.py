@@ -51,7 +51,7 @@ def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings:
             jpegs = list(islice(keyframe_jpegs, len(chosen)))
             clips.append(clip)
             files[clip["clip_id"]] = {"jpg": _stage_keyframes(out_dir, clip["clip_id"], jpegs),
-                                      "bytes": sum(map(len, jpegs))}
+                                      "bytes": sum(map(len, jpegs)), "candidates": candidate_refs(scanned, clip)}
         if embeddings is not None:
             _mark_duplicates(clips, cfg.clip_model.duplicate_threshold)
         stage = "clips"
@@ -229,6 +229,14 @@ def frame_rows(scanned: Scanned, clip: dict[str, Any], embeddings: Embeddings) -
                      "frame_index": c.index, "brightness": c.brightness, "sharpness": c.sharpness,
                      "embedding": embeddings.matrix[i].tolist(), "scores": scores})
     return rows
+
+
+def candidate_refs(scanned: Scanned, clip: dict[str, Any]) -> list[list[float]]:
+    """[time, spool offset, length] of the clip's usable candidates (all of them when none is
+    usable): what the LLM stage samples its frames from, without decoding again."""
+    inside = [scanned.candidates[i] for i in _inside(scanned.candidates, clip["start_s"], clip["end_s"])]
+    usable = [c for c in inside if c.usable] or inside
+    return [[c.t, c.offset, c.length] for c in usable]
 
 
 def _stage_keyframes(out_dir: str, clip_id: str, jpegs: list[bytes]) -> list[str]:

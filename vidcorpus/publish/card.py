@@ -220,7 +220,7 @@ def configs(tables: dict[str, list[str]]) -> list[dict[str, Any]]:
 
 def card_body(facts: ReleaseFacts) -> str:
     sections = [
-        _intro(facts), _sources(facts), _stages(facts), _models(facts), _counts(facts), _layout(facts),
+        _intro(facts), _sources(facts), _stages(facts), _models(facts), _annotations(facts), _counts(facts), _layout(facts),
         _schemas(facts), _loading(facts), _integrity(facts),
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
@@ -278,6 +278,35 @@ def _models(facts: ReleaseFacts) -> str:
             rows = [(f"`{key}`" if key else "", shown) for key, shown in flatten(value)]
             parts.append(f"### {title}\n\n" + _table(("key", "value"), rows))
     return "## Models and prompts\n\n" + "\n\n".join(parts) if parts else ""
+
+
+VERIFIER_CHECKS = ("duplicate", "spans", "blind", "visual")
+
+
+def _annotations(facts: ReleaseFacts) -> str:
+    """How the LLM annotations cover a video, however long, and what the verifiers dropped."""
+    if "annotations" not in facts.tables:
+        return ""
+    llm, usage = facts.config.get("llm") or {}, facts.manifest.get("usage") or {}
+    text = (
+        "## How the annotations see a video\n\n"
+        f"Captions see {llm.get('frames_per_s')} frames per second of every clip (at least "
+        f"{llm.get('min_frames')}), spread from its first to its last second, at most {llm.get('max_frames')} "
+        "per request: longer clips are captioned in windows, then merged. Each caption is written against "
+        "the previous clip's caption (what changed, what is new) and is also given in the canonical entity "
+        "names of the video summary. The summary is a map-reduce over all captions and says which spans "
+        "it covers. QA and CoT requests see the summary plus the captions and frames of at most "
+        f"{llm.get('context_clips')} consecutive clips; a video's {llm.get('qa_per_video')} questions are "
+        "spread over windows from its start to its end, so any length is covered at a bounded cost per "
+        "request. Multiple-choice options are shuffled per item.\n\n"
+    )
+    rows = [(f"dropped: {check}", str(usage.get(f"qa_dropped_{check}", 0))) for check in VERIFIER_CHECKS]
+    rows.append(("questions not written (fewer than asked)", str(usage.get("qa_fewer_than_asked", 0))))
+    rows.append(("kept", str(usage.get("qa_kept", 0))))
+    letters = ", ".join(f"{k[-1]}: {v}" for k, v in sorted(usage.items()) if k.startswith("qa_letter_"))
+    text += _table(("QA items", "count"), rows) + "\n\nEvery dropped item is a `failures` row (stage " \
+        "`annotate.verify.<check>`) that holds it."
+    return text + (f" Correct letters of the kept multiple-choice items: {letters}." if letters else "")
 
 
 def flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:

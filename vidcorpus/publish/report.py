@@ -19,6 +19,7 @@ import pyarrow as pa
 from PIL import Image
 
 from vidcorpus import storage
+from vidcorpus.publish.ab import ab_section
 from vidcorpus.publish.card import flatten
 from vidcorpus.publish.charts import (
     PALETTE,
@@ -75,10 +76,11 @@ def render_report(root: str) -> str:
         tokens_section(manifest, tables.get("annotations")),
         failures_section(tables.get("failures")),
         thumbnails_section(root, tables.get("clips")),
+        ab_section(root),
     ]
     return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-            f"<h1>{title}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n")
+            f"<h1>{title}</h1>\n" + "\n".join(s for s in sections if s) + "\n</body>\n</html>\n")
 
 
 # --- sections ------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ __all__ = [
     "exact_match",
     "extract_answer",
     "kendall_tau_score",
+    "normalize_answer",
     "normalize_text",
     "order_exact",
     "parse_choice",
@@ -137,6 +138,12 @@ def normalize_text(text: Any) -> str:
     text = "".join(" " if unicodedata.category(ch).startswith(("P", "S")) else ch for ch in text)
     words = [w for w in text.split() if w not in _ARTICLES]
     return " ".join(words)
+
+
+def normalize_answer(text: Any) -> str:
+    """`normalize_text` with number words 0-20 as digits: the key under which two free answers
+    ("three times", "3 TIMES") are the same answer."""
+    return " ".join(str(_NUMBER_WORDS.get(w, w)) for w in normalize_text(text).split())
 
 
 def parse_number(value: Any) -> float | None:
