@@ -186,8 +186,8 @@ def test_foreign_clip_appears_exactly_in_its_span(corpus):
 
 def test_multi_needle_words_appear_in_their_spans_in_order(corpus):
     config = make_config(["multi"], haystack_s=(16.0,), probes=1)
-    config.niah.needle_s = (1.0, 1.5)  # room for five needles in 16 s
-    config.niah.multi_counts = (2, 5)
+    niah = config.niah.model_copy(update={"needle_s": (1.0, 1.5), "multi_counts": (2, 5)})  # five needles fit in 16 s
+    config = config.model_copy(update={"niah": niah})
     (spec,) = plan(corpus, config)
     words = [n.text for n in spec.needles]
     assert 2 <= len(words) <= 5 and len(set(words)) == len(words)
