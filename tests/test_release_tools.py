@@ -29,6 +29,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from llm_server import FakeLLMServer
 from PIL import Image
 
+from vidcorpus.cli import main
 from vidcorpus.publish import report
 from vidcorpus.config import load_config
 from vidcorpus.media.synth import Scene, write_video
@@ -349,18 +350,40 @@ def test_report_helpers():
 
 # --- publishing ----------------------------------------------------------------------------------
 
-def test_dry_run_plans_exactly_the_release_files_and_touches_no_network(release, monkeypatch):
-    def no_network(*args, **kwargs):
-        raise AssertionError("a dry run must not reach the Hub")
-
-    monkeypatch.setattr(HfApi, "__init__", no_network)
+def test_dry_run_plans_exactly_the_release_files_and_only_reads_the_repository(release, monkeypatch):
+    fake = FakeHub(monkeypatch, existing=[".gitattributes", "README.md", "shards/train-000099.tar"])
     plan = publish(str(release), "someone/corpus", dry_run=True)
     manifest = manifest_of(release)
     assert plan.paths == sorted({"manifest.json", "README.md", "report.html"} | {e["path"] for e in manifest["files"]})
     assert not any(".work" in p or p.startswith("sources/") for p in plan.paths)
     assert plan.left_out == ["2 source video(s): publish.include_sources is not set in the build config"]
     assert plan.version == "v" + manifest["dataset_hash"][:12]
+    assert [name for name, _ in fake.calls] == ["__init__", "list_repo_files"]
+    assert plan.deleted == ["shards/train-000099.tar"]
     assert plan.dry_run and "would publish" in plan.describe()
+    assert "would delete from the repository: shards/train-000099.tar" in plan.describe()
+
+
+def test_dry_run_offline_still_plans_and_says_deletions_were_not_listed(release, monkeypatch):
+    def offline(*args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(HfApi, "list_repo_files", offline)
+    plan = publish(str(release), "someone/corpus", dry_run=True)
+    assert plan.deleted == [] and "ConnectionError: Name or service not known" in plan.describe()
+    assert "deletes every file there that the release does not have" in plan.describe()
+
+
+def test_publish_without_a_token_stops_first_with_one_plain_paragraph(release, monkeypatch, tmp_path, capsys):
+    from huggingface_hub import constants
+    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_ID_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-login" / "token"))
+    fake = FakeHub(monkeypatch)
+    assert main(["publish", str(release), "--repo-id", "someone/corpus"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vidcorpus: publishing needs a Hugging Face token") and "HF_TOKEN" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and fake.calls == []
 
 
 class FakeHub:
@@ -462,6 +485,7 @@ def test_publish_writes_a_missing_card_only_in_a_real_run(copy, monkeypatch):
     card = next(f for f in plan.files if f.path_in_repo == "README.md")
     assert card.generated and not (root / "README.md").exists()
     fake = FakeHub(monkeypatch)
+    monkeypatch.setenv("HF_TOKEN", SECRET)
     publish(str(root), "someone/corpus")
     assert "README.md" in {op.path_in_repo for op in fake.named("create_commit")[-1]["operations"]}
     assert (root / "README.md").read_text() == render_card(str(root))

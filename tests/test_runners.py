@@ -99,7 +99,7 @@ def test_recipe_loads_as_a_whole_build_config():
 def test_direct_options_carry_mode_and_workers_and_extra_args_win():
     opts = pipeline_options("direct", "multi_processing", 4, extra_args=["--direct_num_workers=2"]).get_all_options()
     assert (opts["runner"], opts["direct_running_mode"], opts["direct_num_workers"]) == (
-        "DirectRunner", "multi_processing", 2)
+        "FnApiRunner", "multi_processing", 2)
 
 
 def test_dataflow_options_need_project_bucket_and_image():
