@@ -2,8 +2,9 @@
 exception's, once, without Beam's wrapping.
 
 In one process Beam re-raises the step's exception with ` [while running '<step>']` appended
-and the original as its cause; from worker processes it arrives as a RuntimeError whose text is
-the worker's whole traceback, whose last unindented `Error: message` line is the original.
+and the original as its cause, or, for exceptions it cannot rebuild (OSError), as a RuntimeError
+reading `OSError: message`; from worker processes it arrives as a RuntimeError whose text is the
+worker's whole traceback, whose last unindented `Error: message` line is the original.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ def original_message(exc: BaseException) -> str:
     root = exc
     while root.__cause__ is not None:
         root = root.__cause__
-    text = str(root)
-    if "Traceback (most recent call last)" in text:
+    text = WHILE_RUNNING.sub("", str(root)).strip()
+    if isinstance(root, RuntimeError):  # Beam's wrapper: a worker traceback or "Error: message"
         found = [m for line in text.splitlines() if (m := EXCEPTION_LINE.match(line))]
         if found:
             name, message = found[-1].groups()
-            return f"{name}: {WHILE_RUNNING.sub('', message).strip()}"
-    return f"{type(root).__name__}: {WHILE_RUNNING.sub('', text).strip()}"
+            return f"{name}: {message.strip()}"
+    return f"{type(root).__name__}: {text}"
