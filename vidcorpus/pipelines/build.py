@@ -100,6 +100,8 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
     uris, skipped = discover(input_spec, cfg.input)
     check_inputs(input_spec, uris, skipped, allow_empty)
     check_clip(cfg)
+    if name is None and storage.exists(storage.join(release, MANIFEST)):
+        log.warning("replacing the earlier release at %s (a named --version is never replaced)", release)
     if skipped:
         log.info("skipped %d files without a video extension (input.extensions)", len(skipped))
     stages_off = skipped_stages(cfg)
