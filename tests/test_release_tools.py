@@ -8,6 +8,7 @@ damaged in copies, and published to a Hub whose API methods are replaced by reco
 from __future__ import annotations
 
 import base64
+import html
 import inspect
 import io
 import json
@@ -37,7 +38,8 @@ from vidcorpus.pipelines.build import build
 from vidcorpus.publish import ReleaseInvalid, hub, plan_upload, publish, render_card, write_card
 from vidcorpus.publish.card import PLACEHOLDER, hub_license, size_category
 from vidcorpus.publish.charts import histogram
-from vidcorpus.publish.report import render_report, verdict_of, write_report
+from vidcorpus.publish.charts import percentiles
+from vidcorpus.publish.report import readable, render_report, verdict_of, write_report
 from vidcorpus.publish.validate import validate_release
 from vidcorpus.release.manifest import dataset_hash, file_entry
 from vidcorpus.schemas import TABLES
@@ -320,11 +322,20 @@ def test_report_is_self_contained_with_plots_and_thumbnails(release):
     links.feed(text)
     assert links.urls and all(url.startswith("data:image/jpeg;base64,") for _, url in links.urls)
     assert not re.search(r"https?://", text) and links.tags["script"] == 0 and links.tags["link"] == 0
-    for section in ("summary", "durations", "scenes", "annotations", "tokens", "failures", "thumbnails"):
+    for section in ("summary", "videos", "durations", "scenes", "tasks", "files", "annotations", "tokens",
+                    "failures", "thumbnails"):
         assert f'<section id="{section}">' in text
-    assert links.tags["svg"] >= 6
+    assert links.tags["svg"] >= 14
     assert "qa: passed" in text and "caption: unchecked" in text  # verdicts, from the annotations table
+    assert "cot: unchecked" not in text  # CoT's verdict is its matches_answer check
     assert ">tokens_in<" in text and ">probe · NotAVideo<" in text
+    assert ">failures by stage: probe<" in text and ">p50<" in text and ">p95<" in text
+    assert "<h3>By frame timing</h3>" in text and ">stream copy<" in text or ">re-encoded<" in text
+    assert "per million input" in text  # cost at the assumed prices
+    bad = next(f for f in rows(release, "failures") if f["error_class"] == "NotAVideo")
+    assert f"<td>{html.escape(bad['uri'])}</td><td>probe</td><td>NotAVideo</td><td>{html.escape(bad['message'])}</td>" in text
+    captions = [a for a in rows(release, "annotations") if a["kind"] == "caption"]
+    assert captions and text.count('<span class="caption">') >= 1
     clips = rows(release, "clips")
     thumbs = [Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) for _, url in links.urls]
     assert len(thumbs) == min(24, len(clips))
@@ -343,9 +354,15 @@ def test_report_thumbnails_are_downscaled_keyframes(release, monkeypatch):
 def test_report_helpers():
     assert [verdict_of(v) for v in ('{"passed": true}', '{"passed": false}', "{}", None, "not json")] == [
         "passed", "failed", "unchecked", "unchecked", "unchecked"]
+    assert [verdict_of(v) for v in ('{"matches_answer": true}', '{"matches_answer": false}',
+                                    '{"matches_answer": null}')] == ["passed", "failed", "unchecked"]  # CoT
     assert histogram([2.0, 2.0, 2.0], 10) == ([3], [2.0, 3.0])
     counts, edges = histogram([0.0, 1.0, 2.0, 3.0], 2)
-    assert counts == [2, 2] and edges == [0.0, 1.5, 3.0]
+    assert counts == [2, 2] and edges == [0.0, 2.0, 4.0]
+    counts, edges = histogram([1.707, 1.813, 2.5, 3.9, 7.8], 12)  # round ticks, every value inside
+    assert edges == [0.0, 2.0, 4.0, 6.0, 8.0] and counts == [2, 2, 0, 1]
+    assert readable("failures_by_stage.probe") == "failures by stage: probe"
+    assert [name for name, _ in percentiles([1.0, 2.0, 3.0])] == ["min", "p5", "p25", "p50", "p75", "p95", "mean", "max"]
 
 
 # --- publishing ----------------------------------------------------------------------------------
