@@ -327,7 +327,8 @@ def test_report_is_self_contained_with_plots_and_thumbnails(release):
         assert f'<section id="{section}">' in text
     assert links.tags["svg"] >= 14
     assert "qa: passed" in text and "caption: unchecked" in text  # verdicts, from the annotations table
-    assert "cot: unchecked" not in text  # CoT's verdict is its matches_answer check
+    assert any(a["kind"] == "cot" for a in rows(release, "annotations"))
+    assert "cot: unchecked" not in text and "cot: passed" in text  # CoT's verdict is its matches_answer check
     assert ">tokens_in<" in text and ">probe · NotAVideo<" in text
     assert ">failures by stage: probe<" in text and ">p50<" in text and ">p95<" in text
     assert "<h3>By frame timing</h3>" in text and ">stream copy<" in text or ">re-encoded<" in text
