@@ -334,7 +334,8 @@ def test_report_is_self_contained_with_plots_and_thumbnails(release):
     assert "<h3>By frame timing</h3>" in text and ">stream copy<" in text or ">re-encoded<" in text
     assert "per million input" in text  # cost at the assumed prices
     bad = next(f for f in rows(release, "failures") if f["error_class"] == "NotAVideo")
-    assert f"<td>{html.escape(bad['uri'])}</td><td>probe</td><td>NotAVideo</td><td>{html.escape(bad['message'])}</td>" in text
+    row = f"<td>{html.escape(bad['uri'])}</td><td>probe</td><td>NotAVideo</td><td>{html.escape(bad['message'])}</td>"
+    assert row in text
     captions = [a for a in rows(release, "annotations") if a["kind"] == "caption"]
     assert captions and text.count('<span class="caption">') >= 1
     clips = rows(release, "clips")
@@ -363,7 +364,8 @@ def test_report_helpers():
     counts, edges = histogram([1.707, 1.813, 2.5, 3.9, 7.8], 12)  # round ticks, every value inside
     assert edges == [0.0, 2.0, 4.0, 6.0, 8.0] and counts == [2, 2, 0, 1]
     assert readable("failures_by_stage.probe") == "failures by stage: probe"
-    assert [name for name, _ in percentiles([1.0, 2.0, 3.0])] == ["min", "p5", "p25", "p50", "p75", "p95", "mean", "max"]
+    assert [name for name, _ in percentiles([1.0, 2.0, 3.0])] == [
+        "min", "p5", "p25", "p50", "p75", "p95", "mean", "max"]
 
 
 # --- publishing ----------------------------------------------------------------------------------

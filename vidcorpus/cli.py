@@ -80,7 +80,8 @@ def _add_commands(commands, flags: argparse.ArgumentParser) -> None:
     publish.add_argument("release")
     publish.add_argument("--repo-id", required=True, help="org/name of the dataset repository")
     publish.add_argument("--private", action="store_true")
-    publish.add_argument("--dry-run", action="store_true", help="list exactly what would be uploaded and which repository files deleted; send nothing")
+    publish.add_argument("--dry-run", action="store_true",
+                         help="list exactly what would be uploaded and which repository files deleted; send nothing")
 
     inspect = commands.add_parser("inspect", help="print a release's counts, tables and a few clips",
                                   parents=[flags])
@@ -118,7 +119,7 @@ def _build(args) -> int:
     try:
         summary = build(args.input, args.output, cfg, name=args.name,
                         version=args.version, retry_failed=args.retry_failed, allow_empty=args.allow_empty)
-    except (FileNotFoundError, ValueError, ReleaseExists, CannotStart) as exc:
+    except (ReleaseExists, CannotStart) as exc:  # known before the pipeline started; the rest: main
         return _fail(str(exc))
     _print_summary(summary)
     return 0

@@ -24,7 +24,7 @@ from vidcorpus.config import BuildConfig, config_to_dict
 from vidcorpus.pipelines.annotate import Annotate
 from vidcorpus.pipelines.discover import Identify, discover, pick_one
 from vidcorpus.pipelines.embed import EmbedCandidates, join_embeddings, text_embeddings
-from vidcorpus.pipelines.preflight import check_clip, check_inputs
+from vidcorpus.pipelines.preflight import CannotStart, check_clip, check_inputs
 from vidcorpus.pipelines.progress import Progress
 from vidcorpus.pipelines.scan import Scan
 from vidcorpus.pipelines.segment import Segment
@@ -93,11 +93,14 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
           allow_empty: bool = False) -> BuildSummary:
     """Build a release; everything known before running (no inputs, CLIP weights missing, a
     finished version) fails here within seconds, before the pipeline starts."""
-    cfg = for_runner(cfg)
-    release, work_dir = release_paths(output, name, version)
+    try:
+        cfg = for_runner(cfg)
+        release, work_dir = release_paths(output, name, version)
+        uris, skipped = discover(input_spec, cfg.input)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CannotStart(str(exc)) from exc
     if name is not None and storage.exists(storage.join(release, MANIFEST)):
         raise ReleaseExists(f"{release} is a finished release and is never modified; choose a new --version")
-    uris, skipped = discover(input_spec, cfg.input)
     check_inputs(input_spec, uris, skipped, allow_empty)
     check_clip(cfg)
     if name is None and storage.exists(storage.join(release, MANIFEST)):

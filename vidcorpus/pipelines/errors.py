@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 
 WHILE_RUNNING = re.compile(r"\s*\[while running '[^']*'\]")
-EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Unavailable|Exists|Interrupt|Refused)\w*): (.+)$")
+EXCEPTION_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Unavailable|Exists|Interrupt|Refused)\w*): (.+)$")
 
 
 def original_message(exc: BaseException) -> str:

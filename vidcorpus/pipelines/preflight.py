@@ -11,8 +11,8 @@ from vidcorpus.config import BuildConfig
 CLIP_PACKAGES = ("torch", "open_clip")
 
 
-class CannotStart(RuntimeError):
-    """A build that would fail for a reason known before it runs."""
+class CannotStart(ValueError):
+    """A build that would fail for a reason known before it runs (a bad path, version or plan)."""
 
 
 def check_inputs(spec: str, uris: list[str], skipped: list[str], allow_empty: bool) -> None:

@@ -161,7 +161,8 @@ def files_section(manifest: dict[str, Any]) -> str:
     groups: dict[str, list[int]] = defaultdict(list)
     for entry in manifest.get("files") or []:
         groups[_file_group(entry["path"])].append(int(entry["bytes"]))
-    rows = [(group, len(sizes), fmt_bytes(sum(sizes)), fmt_bytes(max(sizes))) for group, sizes in sorted(groups.items())]
+    rows = [(group, len(sizes), fmt_bytes(sum(sizes)), fmt_bytes(max(sizes)))
+            for group, sizes in sorted(groups.items())]
     body = html_table(("files", "count", "total", "largest"), rows) if rows else _note("No files.")
     return f'<section id="files"><h2>Shards and tables</h2>\n{body}</section>'
 
@@ -247,7 +248,8 @@ def tokens_section(manifest: dict[str, Any], annotations: pa.Table | None) -> st
         colors = {"tokens_in": PALETTE[0], "tokens_out": PALETTE[1]}
         parts.append("<h3>Tokens per annotation kind</h3>\n"
                      + stacked_bar_chart_svg(rows, list(colors), colors, "tokens"))
-        parts.append(cost_note(sum(s["tokens_in"] for s in spend.values()), sum(s["tokens_out"] for s in spend.values())))
+        parts.append(cost_note(sum(s["tokens_in"] for s in spend.values()),
+                               sum(s["tokens_out"] for s in spend.values())))
     body = "\n".join(parts) if parts else _note("No LLM usage recorded.")
     return f'<section id="tokens"><h2>Token spend</h2>\n{body}</section>'
 
