@@ -43,7 +43,7 @@ def _global_flags(top: bool) -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING
+    level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     # Beam's own logs (runner choice, bundle errors that also come back as the exception) only with -vv.
     logging.getLogger("apache_beam").setLevel(logging.INFO if verbose >= 2 else logging.CRITICAL)
