@@ -1,5 +1,7 @@
 """The command line as a user meets it: exit codes and messages."""
 
+from pathlib import Path
+
 import apache_beam as beam
 import pytest
 from conftest import TINY
@@ -133,3 +135,25 @@ def test_original_message_reads_a_worker_traceback():
             raise KeyError("video_id [while running 'Segment']") from inner
     except KeyError as outer:
         assert original_message(outer) == "KeyError: 'video_id'"
+
+
+def _hub_cache_with(cache, repo: str, filename: str) -> Path:
+    """The Hugging Face cache layout `models--org--name/{refs/main, snapshots/<commit>/file}`."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("0" * 40)
+    weights = folder / "snapshots" / ("0" * 40) / filename
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights")
+    return weights
+
+
+def test_models_fetch_finds_cached_weights_offline_and_says_plainly_when_it_cannot(tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    cached = _hub_cache_with(tmp_path / "cache", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip_model.safetensors")
+    assert main(["models", "fetch", "--set", f"clip.cache_dir={tmp_path / 'cache'}"]) == 0
+    assert capsys.readouterr().out == f"CLIP ViT-B-32 weights: {cached}\n"
+    assert main(["models", "fetch", "--set", f"clip.cache_dir={tmp_path / 'empty'}", "-q"]) == 1
+    line = _one_paragraph(capsys.readouterr().err)
+    assert line.startswith("vidcorpus: ClipWeightsUnavailable:") and "127.0.0.1:9 cannot be reached" in line
