@@ -109,7 +109,7 @@ def bench_beam(config: ClipConfig, frames: int, width: int, height: int, referen
         assert worst > 0.999, f"Beam and bare embeddings disagree (min cosine {worst:.4f})"
 
     options = PipelineOptions(
-        flags=[], runner="DirectRunner", direct_num_workers=1, direct_running_mode="in_memory"
+        flags=[], runner="FnApiRunner", direct_num_workers=1, direct_running_mode="in_memory"
     )
     cpu_started, started = time.process_time(), time.perf_counter()
     pipeline = beam.Pipeline(options=options)

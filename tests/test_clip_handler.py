@@ -188,7 +188,7 @@ def test_run_inference_in_a_beam_pipeline_matches_direct_embedding(tiny_config):
             assert abs(float(np.linalg.norm(embedding)) - 1.0) < 1e-5
             np.testing.assert_allclose(embedding, expected[key], atol=1e-5)
 
-    with beam.Pipeline(runner="DirectRunner") as pipeline:
+    with beam.Pipeline(runner="FnApiRunner") as pipeline:
         embedded = (
             pipeline
             | beam.Create(keyed)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vidcorpus.config import BuildConfig, ConfigError, load_config
+from vidcorpus.config import BuildConfig, ConfigError, config_to_dict, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,3 +43,18 @@ def test_invalid_values_are_rejected_with_the_key():
 
 def test_yaml_off_means_off():
     assert load_config(None, ["clips.mode=off"]).clip_mp4.mode == "off"
+
+
+def test_default_recipe_names_every_key():
+    """Every key a recipe may set appears in configs/default.yaml (dataflow: has its own recipe;
+    tasks.splits follows shards.splits)."""
+    def leaves(node, prefix=""):
+        if isinstance(node, dict) and node and prefix not in ("shards.splits", "llm.prompt_versions"):
+            for key, value in node.items():
+                yield from leaves(value, f"{prefix}.{key}" if prefix else key)
+        else:
+            yield prefix
+
+    spelled = set(leaves(yaml.safe_load((REPO / "configs" / "default.yaml").read_text())))
+    every = {k for k in leaves(config_to_dict(BuildConfig())) if not k.startswith(("dataflow", "tasks.splits"))}
+    assert sorted(every - spelled) == []

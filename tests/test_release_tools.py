@@ -8,6 +8,7 @@ damaged in copies, and published to a Hub whose API methods are replaced by reco
 from __future__ import annotations
 
 import base64
+import html
 import inspect
 import io
 import json
@@ -29,13 +30,14 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from llm_server import FakeLLMServer
 from PIL import Image
 
+from vidcorpus.cli import main
 from vidcorpus.config import load_config
 from vidcorpus.media.synth import Scene, write_video
 from vidcorpus.pipelines.build import build
 from vidcorpus.publish import ReleaseInvalid, hub, plan_upload, publish, render_card, report, write_card
 from vidcorpus.publish.card import PLACEHOLDER, hub_license, size_category
-from vidcorpus.publish.charts import histogram
-from vidcorpus.publish.report import render_report, verdict_of, write_report
+from vidcorpus.publish.charts import histogram, percentiles
+from vidcorpus.publish.report import readable, render_report, verdict_of, write_report
 from vidcorpus.publish.validate import validate_release
 from vidcorpus.release.manifest import dataset_hash, file_entry
 from vidcorpus.schemas import TABLES
@@ -320,11 +322,22 @@ def test_report_is_self_contained_with_plots_and_thumbnails(release):
     links.feed(text)
     assert links.urls and all(url.startswith("data:image/jpeg;base64,") for _, url in links.urls)
     assert not re.search(r"https?://", text) and links.tags["script"] == 0 and links.tags["link"] == 0
-    for section in ("summary", "durations", "scenes", "annotations", "tokens", "failures", "thumbnails"):
+    for section in ("summary", "videos", "durations", "scenes", "tasks", "files", "annotations", "tokens",
+                    "failures", "thumbnails"):
         assert f'<section id="{section}">' in text
-    assert links.tags["svg"] >= 6
+    assert links.tags["svg"] >= 14
     assert "qa: passed" in text and "caption: unchecked" in text  # verdicts, from the annotations table
+    assert any(a["kind"] == "cot" for a in rows(release, "annotations"))
+    assert "cot: unchecked" not in text and "cot: passed" in text  # CoT's verdict is its matches_answer check
     assert ">tokens_in<" in text and ">probe · NotAVideo<" in text
+    assert ">failures by stage: probe<" in text and ">p50<" in text and ">p95<" in text
+    assert "<h3>By frame timing</h3>" in text and ">stream copy<" in text or ">re-encoded<" in text
+    assert "per million input" in text  # cost at the assumed prices
+    bad = next(f for f in rows(release, "failures") if f["error_class"] == "NotAVideo")
+    row = f"<td>{html.escape(bad['uri'])}</td><td>probe</td><td>NotAVideo</td><td>{html.escape(bad['message'])}</td>"
+    assert row in text
+    captions = [a for a in rows(release, "annotations") if a["kind"] == "caption"]
+    assert captions and text.count('<span class="caption">') >= 1
     clips = rows(release, "clips")
     thumbs = [Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) for _, url in links.urls]
     assert len(thumbs) == min(24, len(clips))
@@ -343,25 +356,54 @@ def test_report_thumbnails_are_downscaled_keyframes(release, monkeypatch):
 def test_report_helpers():
     assert [verdict_of(v) for v in ('{"passed": true}', '{"passed": false}', "{}", None, "not json")] == [
         "passed", "failed", "unchecked", "unchecked", "unchecked"]
+    assert [verdict_of(v) for v in ('{"matches_answer": true}', '{"matches_answer": false}',
+                                    '{"matches_answer": null}')] == ["passed", "failed", "unchecked"]  # CoT
     assert histogram([2.0, 2.0, 2.0], 10) == ([3], [2.0, 3.0])
     counts, edges = histogram([0.0, 1.0, 2.0, 3.0], 2)
-    assert counts == [2, 2] and edges == [0.0, 1.5, 3.0]
+    assert counts == [2, 2] and edges == [0.0, 2.0, 4.0]
+    counts, edges = histogram([1.707, 1.813, 2.5, 3.9, 7.8], 12)  # round ticks, every value inside
+    assert edges == [0.0, 2.0, 4.0, 6.0, 8.0] and counts == [2, 2, 0, 1]
+    assert readable("failures_by_stage.probe") == "failures by stage: probe"
+    assert [name for name, _ in percentiles([1.0, 2.0, 3.0])] == [
+        "min", "p5", "p25", "p50", "p75", "p95", "mean", "max"]
 
 
 # --- publishing ----------------------------------------------------------------------------------
 
-def test_dry_run_plans_exactly_the_release_files_and_touches_no_network(release, monkeypatch):
-    def no_network(*args, **kwargs):
-        raise AssertionError("a dry run must not reach the Hub")
-
-    monkeypatch.setattr(HfApi, "__init__", no_network)
+def test_dry_run_plans_exactly_the_release_files_and_only_reads_the_repository(release, monkeypatch):
+    fake = FakeHub(monkeypatch, existing=[".gitattributes", "README.md", "shards/train-000099.tar"])
     plan = publish(str(release), "someone/corpus", dry_run=True)
     manifest = manifest_of(release)
     assert plan.paths == sorted({"manifest.json", "README.md", "report.html"} | {e["path"] for e in manifest["files"]})
     assert not any(".work" in p or p.startswith("sources/") for p in plan.paths)
     assert plan.left_out == ["2 source video(s): publish.include_sources is not set in the build config"]
     assert plan.version == "v" + manifest["dataset_hash"][:12]
+    assert [name for name, _ in fake.calls] == ["__init__", "list_repo_files"]
+    assert plan.deleted == ["shards/train-000099.tar"]
     assert plan.dry_run and "would publish" in plan.describe()
+    assert "would delete from the repository: shards/train-000099.tar" in plan.describe()
+
+
+def test_dry_run_offline_still_plans_and_says_deletions_were_not_listed(release, monkeypatch):
+    def offline(*args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(HfApi, "list_repo_files", offline)
+    plan = publish(str(release), "someone/corpus", dry_run=True)
+    assert plan.deleted == [] and "ConnectionError: Name or service not known" in plan.describe()
+    assert "deletes every file there that the release does not have" in plan.describe()
+
+
+def test_publish_without_a_token_stops_first_with_one_plain_paragraph(release, monkeypatch, tmp_path, capsys):
+    from huggingface_hub import constants
+    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_ID_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-login" / "token"))
+    fake = FakeHub(monkeypatch)
+    assert main(["publish", str(release), "--repo-id", "someone/corpus"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vidcorpus: publishing needs a Hugging Face token") and "HF_TOKEN" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and fake.calls == []
 
 
 class FakeHub:
@@ -463,6 +505,7 @@ def test_publish_writes_a_missing_card_only_in_a_real_run(copy, monkeypatch):
     card = next(f for f in plan.files if f.path_in_repo == "README.md")
     assert card.generated and not (root / "README.md").exists()
     fake = FakeHub(monkeypatch)
+    monkeypatch.setenv("HF_TOKEN", SECRET)
     publish(str(root), "someone/corpus")
     assert "README.md" in {op.path_in_repo for op in fake.named("create_commit")[-1]["operations"]}
     assert (root / "README.md").read_text() == render_card(str(root))

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
 def screenshot(page: str, png, profile) -> None:
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                    f"--screenshot={png}", "--window-size=1200,3200", page],
+                    f"--screenshot={png}", "--window-size=1200,6000", page],
                    check=True, timeout=120, capture_output=True)
 
 
@@ -30,7 +30,7 @@ def test_report_renders_plots_and_thumbnails_in_headless_chromium(tmp_path):
     png = tmp_path / "report.png"
     screenshot((release / "report.html").as_uri(), png, tmp_path / "profile")
     image = Image.open(png).convert("RGB")
-    assert image.size == (1200, 3200) and png.stat().st_size > 20_000
+    assert image.size == (1200, 6000) and png.stat().st_size > 20_000
     pixels = np.asarray(image)
     assert pixels.std() > 20  # not a blank page
     colours = {tuple(p) for p in pixels.reshape(-1, 3)[::5]}

@@ -19,12 +19,14 @@ import yaml
 from apache_beam.transforms.resources import parse_resource_hints
 from pydantic import ValidationError
 
+from vidcorpus.config import load_config
 from vidcorpus.config.clip import ClipConfig
 from vidcorpus.config.llm import AnnotatorConfig
 from vidcorpus.config.runner import DataflowConfig
 from vidcorpus.runners import (
     clip_resource_hints,
     gpu_plan_problems,
+    local_runner,
     pipeline_flags,
     pipeline_options,
     with_clip_accelerator,
@@ -99,7 +101,7 @@ def test_recipe_loads_as_a_whole_build_config():
 def test_direct_options_carry_mode_and_workers_and_extra_args_win():
     opts = pipeline_options("direct", "multi_processing", 4, extra_args=["--direct_num_workers=2"]).get_all_options()
     assert (opts["runner"], opts["direct_running_mode"], opts["direct_num_workers"]) == (
-        "DirectRunner", "multi_processing", 2)
+        "FnApiRunner", "multi_processing", 2)
 
 
 def test_dataflow_options_need_project_bucket_and_image():
@@ -289,3 +291,40 @@ def test_job_graph_check_catches_a_missing_hint_and_a_missing_reshuffle():
     problems = check.check(*pipeline(reshuffle=False, accelerator=None), expect)
     assert any("Clip/BeamML_RunInference has accelerator hint None" in p for p in problems)
     assert any(p.startswith("Heavy is not behind a Reshuffle") for p in problems)
+
+
+# --- the local runner is chosen, not guessed ---------------------------------------------------
+
+
+def test_a_local_build_runs_on_the_fn_api_runner_in_the_configured_mode_and_never_fetches_prism(
+        tmp_path, monkeypatch):
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+    from apache_beam.runners.direct.direct_runner import DirectRunner
+    from apache_beam.runners.portability import prism_runner
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    from vidcorpus.media.synth import Scene, write_video
+    from vidcorpus.pipelines.build import build
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the build must not go through DirectRunner's Prism attempt or download Prism")
+
+    monkeypatch.setattr(DirectRunner, "run_pipeline", forbidden)
+    monkeypatch.setattr(prism_runner.PrismJobServer, "local_bin", forbidden)
+    monkeypatch.setattr(prism_runner.PrismJobServer, "_download_to_local_path", forbidden)
+    used = []
+    real_run = fn_runner.FnApiRunner.run_pipeline
+
+    def spy(runner, pipeline, options):
+        used.append((type(runner).__name__, options.view_as(DirectOptions).direct_running_mode))
+        return real_run(runner, pipeline, options)
+
+    monkeypatch.setattr(fn_runner.FnApiRunner, "run_pipeline", spy)
+    video = tmp_path / "v.mp4"
+    write_video(str(video), [Scene(20, 1), Scene(20, 2)], size=(96, 64))
+    cfg = load_config(REPO / "configs" / "tiny.yaml", ["runner.mode=multi_threading"])
+    build(str(video), str(tmp_path / "out"), cfg)
+    assert used == [("FnApiRunner", "multi_threading")]
+    assert isinstance(local_runner("direct", pipeline_options("direct")), fn_runner.FnApiRunner)
+    assert isinstance(local_runner("prism", pipeline_options("prism")), prism_runner.PrismRunner)
+    assert local_runner("dataflow", PipelineOptions()) is None

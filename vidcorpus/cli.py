@@ -1,6 +1,9 @@
 """vidcorpus: raw videos in, a versioned training corpus for long-video language models out.
 
-Commands: build · demo · validate · report · publish · inspect · export · llm ab
+Commands: build · demo · validate · report · publish · inspect · export · llm ab · models fetch
+
+Global flags go anywhere on the line: -v (warnings, failures and a traceback on error),
+-vv (also Beam's own INFO logs), -q (errors only, no progress line).
 """
 
 from __future__ import annotations
@@ -14,12 +17,41 @@ from vidcorpus.config import ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vidcorpus", description=__doc__,
+    parser = argparse.ArgumentParser(prog="vidcorpus", description=__doc__, parents=[_global_flags(True)],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each stage's warnings and failures")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_commands(commands, _global_flags(False))
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        return COMMANDS[args.command](args)
+    except Exception as exc:  # noqa: BLE001 - one plain paragraph; -v adds the traceback
+        from vidcorpus.pipelines.errors import original_message
+        logging.getLogger("vidcorpus").debug("traceback", exc_info=True)
+        return _fail(original_message(exc), 1)
 
-    build = commands.add_parser("build", help="build a corpus from videos")
+
+def _global_flags(top: bool) -> argparse.ArgumentParser:
+    """-v/-q, accepted before and after the subcommand; the subcommands' copies leave the values
+    alone unless given (SUPPRESS), so `vidcorpus -v build` and `vidcorpus build -v` agree."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS,
+                       help="-v: warnings, each failure, tracebacks on error; -vv: also Beam's INFO logs")
+    flags.add_argument("-q", "--quiet", action="store_true", default=False if top else argparse.SUPPRESS,
+                       help="errors only: no progress line, no warnings")
+    return flags
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    # Beam's own logs (runner choice, bundle errors that also come back as the exception) only with -vv.
+    logging.getLogger("apache_beam").setLevel(logging.INFO if verbose >= 2 else logging.CRITICAL)
+    logging.getLogger("vidcorpus").setLevel(logging.DEBUG if verbose else level)
+
+
+def _add_commands(commands, flags: argparse.ArgumentParser) -> None:
+    build = commands.add_parser("build", help="build a corpus from videos", parents=[flags])
     build.add_argument("--input", required=True, help="directory, glob, list file (.txt) or one video")
     build.add_argument("--output", required=True,
                        help="release directory, or the root of named versions with --name/--version")
@@ -27,46 +59,57 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--version", help="semantic version of this release, e.g. 1.0.0")
     build.add_argument("--retry-failed", action="store_true",
                        help="process again the videos an earlier run of this config staged as failures")
+    build.add_argument("--allow-empty", action="store_true",
+                       help="build a release even when the input matches no video (otherwise an error)")
     _config_args(build)
 
-    demo = commands.add_parser("demo", help="generate sample videos and build a demo corpus from them")
+    demo = commands.add_parser("demo", help="generate sample videos and build a demo corpus from them",
+                               parents=[flags])
     demo.add_argument("--output", default="demo", help="folder for the sample videos and the corpus")
     _config_args(demo)
 
-    validate = commands.add_parser("validate", help="check a release against its manifest and schemas")
+    validate = commands.add_parser("validate", help="check a release against its manifest and schemas",
+                                   parents=[flags])
     validate.add_argument("release")
 
-    report = commands.add_parser("report", help="write report.html (plots, thumbnails) into a release")
+    report = commands.add_parser("report", help="write report.html (plots, thumbnails) into a release",
+                                 parents=[flags])
     report.add_argument("release")
 
-    publish = commands.add_parser("publish", help="upload a release to the Hugging Face Hub")
+    publish = commands.add_parser("publish", help="upload a release to the Hugging Face Hub", parents=[flags])
     publish.add_argument("release")
     publish.add_argument("--repo-id", required=True, help="org/name of the dataset repository")
     publish.add_argument("--private", action="store_true")
-    publish.add_argument("--dry-run", action="store_true", help="list exactly what would be uploaded; send nothing")
+    publish.add_argument("--dry-run", action="store_true",
+                         help="list exactly what would be uploaded and which repository files deleted; send nothing")
 
-    inspect = commands.add_parser("inspect", help="print a release's counts, tables and a few clips")
+    inspect = commands.add_parser("inspect", help="print a release's counts, tables and a few clips",
+                                  parents=[flags])
     inspect.add_argument("release")
     inspect.add_argument("--clips", type=int, default=5, help="clips to show")
 
-    export = commands.add_parser("export", help="write the task rows in a trainer's format, with their media")
+    models = commands.add_parser("models", help="model weights: `models fetch` caches CLIP's ahead of an offline run",
+                                 parents=[flags])
+    fetch = models.add_subparsers(dest="models_command", required=True).add_parser(
+        "fetch", help="download the configured CLIP weights into clip.cache_dir (or the Hugging Face cache)",
+        parents=[flags])
+    _config_args(fetch)
+    export = commands.add_parser("export", help="write the task rows in a trainer's format, with their media",
+                                 parents=[flags])
     export.add_argument("release")
     export.add_argument("--format", required=True, choices=("llamafactory", "llava", "trl-sft", "trl-grpo", "openai"))
     export.add_argument("--output", help="export folder (default: <release>/exports/<format>)")
     export.add_argument("--split", help="only this split's rows")
     export.add_argument("--frames", type=int, default=8, help="frames per video in the TRL and OpenAI formats")
-    llm = commands.add_parser("llm", help="LLM prompt tools").add_subparsers(dest="llm_command", required=True)
-    ab = llm.add_parser("ab", help="caption a release's clips with two prompt versions, side by side in report.html")
+    llm = commands.add_parser("llm", help="LLM prompt tools", parents=[flags]).add_subparsers(
+        dest="llm_command", required=True)
+    ab = llm.add_parser("ab", help="caption a release's clips with two prompt versions, side by side in report.html",
+                        parents=[flags])
     ab.add_argument("release")
     ab.add_argument("--prompt", default="caption", help="caption, caption_diff or caption_merge")
     ab.add_argument("--versions", type=int, nargs=2, required=True, metavar=("A", "B"))
     ab.add_argument("--videos", type=int, default=3, help="the first N videos (by id) are captioned")
     _config_args(ab)
-
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    return COMMANDS[args.command](args)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -81,16 +124,26 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _build(args) -> int:
+    try:
+        cfg = _load_config(args)  # before the pipeline's imports, so a bad key fails at once
+    except ConfigError as exc:
+        return _fail(str(exc))
     from vidcorpus.pipelines.build import build
+    from vidcorpus.pipelines.preflight import CannotStart
     from vidcorpus.release.layout import ReleaseExists
 
     try:
-        summary = build(args.input, args.output, load_config(args.config, args.set), name=args.name,
-                        version=args.version, retry_failed=args.retry_failed)
-    except (ConfigError, FileNotFoundError, ValueError, ReleaseExists) as exc:
+        summary = build(args.input, args.output, cfg, name=args.name,
+                        version=args.version, retry_failed=args.retry_failed, allow_empty=args.allow_empty)
+    except (ReleaseExists, CannotStart) as exc:  # known before the pipeline started; the rest: main
         return _fail(str(exc))
     _print_summary(summary)
     return 0
+
+
+def _load_config(args, defaults: tuple[str, ...] = ()):
+    """The recipe, then `defaults`, then --set overrides; -q also turns the progress line off."""
+    return load_config(args.config, [*defaults, *args.set, *(["runner.progress=false"] if args.quiet else [])])
 
 
 def _demo(args) -> int:
@@ -98,12 +151,30 @@ def _demo(args) -> int:
     from vidcorpus.pipelines.build import build
 
     try:
-        cfg = load_config(args.config, args.set)
+        cfg = _load_config(args, DEMO_SETTINGS)
     except ConfigError as exc:
         return _fail(str(exc))
     videos = f"{args.output}/videos"
     write_demo_videos(videos)
     _print_summary(build(videos, f"{args.output}/corpus", cfg))
+    return 0
+
+
+DEMO_SETTINGS = ("tasks.niah.grid.haystack_s=[4, 7]", "tasks.niah.needle_s=[0.5, 1.0]", "tasks.niah.probes_per_video=4")
+"""The demo's videos last 3–8 s: haystacks this short let it show NIAH probes too."""
+
+
+def _models(args) -> int:
+    from vidcorpus.pipelines.preflight import CannotStart, require_clip
+
+    try:
+        cfg = _load_config(args)
+        require_clip()
+    except (ConfigError, CannotStart) as exc:
+        return _fail(str(exc))
+    from vidcorpus.scoring.clip import fetch_clip_weights
+
+    print(f"CLIP {cfg.clip_model.model} weights: {fetch_clip_weights(cfg.clip_model)}")
     return 0
 
 
@@ -135,11 +206,11 @@ def _report(args) -> int:
 
 
 def _publish(args) -> int:
-    from vidcorpus.publish.hub import ReleaseInvalid, publish
+    from vidcorpus.publish.hub import NoHubToken, ReleaseInvalid, publish
 
     try:
         plan = publish(args.release, args.repo_id, private=args.private, dry_run=args.dry_run)
-    except ReleaseInvalid as exc:
+    except (ReleaseInvalid, NoHubToken) as exc:
         return _fail(str(exc), 1)
     print(plan.describe())
     return 0
@@ -190,7 +261,7 @@ def _llm(args) -> int:
 
 
 COMMANDS = {"build": _build, "demo": _demo, "validate": _validate, "report": _report, "publish": _publish,
-            "inspect": _inspect, "export": _export, "llm": _llm}
+            "inspect": _inspect, "export": _export, "llm": _llm, "models": _models}
 
 if __name__ == "__main__":
     sys.exit(main())

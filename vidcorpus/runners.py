@@ -2,6 +2,8 @@
 
 Two things live here, free of torch imports so that loading a recipe stays cheap:
 
+- `local_runner`, the Beam runner object for `runner.name` `direct` (the FnApiRunner, never
+  Beam's DirectRunner, which switches to a downloaded Prism binary when it can) or `prism`.
 - `pipeline_options`, which turns a runner name plus the `dataflow:` section
   (`vidcorpus.config.runner`) into Beam `PipelineOptions`.
 - The GPU placement. By default only the CLIP inference step asks for a GPU, through a Beam
@@ -20,11 +22,33 @@ from vidcorpus.config.runner import RUNNERS, DataflowConfig
 
 if TYPE_CHECKING:
     from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.runner import PipelineRunner
 
     from vidcorpus.config.clip import ClipConfig
 
 # ---------------------------------------------------------------------------------------------
-# Pipeline options
+# Runner and pipeline options
+
+
+def local_runner(runner: str, options: "PipelineOptions") -> "PipelineRunner | None":
+    """The runner object a local build runs on; None for Dataflow, which the options name.
+
+    `direct` is the FnApiRunner built the way Beam's DirectRunner builds it (with the options as
+    provision info, so worker processes see them), minus the DirectRunner's attempt to run on
+    Prism first.
+    """
+    if runner == "dataflow":
+        return None
+    if runner == "prism":
+        from apache_beam.runners.portability.prism_runner import PrismRunner
+        return PrismRunner()
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(provision))
 
 
 def pipeline_options(
@@ -34,7 +58,7 @@ def pipeline_options(
     dataflow: DataflowConfig | None = None,
     extra_args: Sequence[str] = (),
 ) -> "PipelineOptions":
-    """Beam options for `runner` ('direct' or 'dataflow'); `extra_args` (raw Beam flags) come last
+    """Beam options for `runner` ('direct', 'prism' or 'dataflow'); `extra_args` (raw Beam flags) come last
     and so override anything derived from the config.
 
     `mode` and `workers` are the local runner's (`runner.mode`, `runner.workers`); Dataflow
@@ -55,7 +79,9 @@ def pipeline_flags(
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {sorted(RUNNERS)}, got {runner!r}")
     if runner == "direct":
-        return ["--runner=DirectRunner", f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
+        return ["--runner=FnApiRunner", f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
+    if runner == "prism":
+        return ["--runner=PrismRunner"]
     if dataflow is None:
         raise ValueError("runner 'dataflow' needs the dataflow section of the recipe")
     missing = dataflow.missing_for_submit()

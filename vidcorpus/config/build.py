@@ -149,6 +149,15 @@ class BuildConfig(Section):
             raise ValueError("keyframes.mode=query needs at least one entry in clip.queries")
         return self
 
+    @model_validator(mode="after")
+    def _checkpoint_exists_here(self) -> "BuildConfig":
+        """A local build reads `clip.checkpoint_path` from this machine (Dataflow workers read
+        it from their image, so it is not checked there)."""
+        path = self.clip_model.checkpoint_path
+        if self.clip_model.enabled and path and self.runner.name != "dataflow" and not os.path.isfile(path):
+            raise ValueError(f"clip.checkpoint_path {path!r} is not a file on this machine")
+        return self
+
 
 class ConfigError(ValueError):
     """A recipe or override that does not fit the config model; the message names the key."""
@@ -191,10 +200,13 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown config key: {key}")
+        elif key:
+            lines.append(f"config key {key}: {message}")
         else:
-            lines.append(f"config key {key}: {err['msg']}")
+            lines.append(message)
     return "; ".join(lines)
 
 

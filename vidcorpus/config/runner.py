@@ -9,8 +9,11 @@ from pydantic import Field, field_validator, model_validator
 
 from vidcorpus.config.base import Section
 
-RUNNERS = {"direct": "DirectRunner", "dataflow": "DataflowRunner"}
-"""Runner names a recipe may use (`runner.name`) and the Beam runner each one selects."""
+RUNNERS = {"direct": "FnApiRunner", "prism": "PrismRunner", "dataflow": "DataflowRunner"}
+"""Runner names a recipe may use (`runner.name`) and the Beam runner each one selects. `direct`
+is the Python FnApiRunner that Beam's DirectRunner wraps, named explicitly: the DirectRunner
+itself first tries Prism (downloading a binary) and falls back only when that fails, so the
+same build would run on different runners on a networked and an offline machine."""
 
 GpuPlacement = Literal["clip", "all_workers", "none"]
 
@@ -126,8 +129,10 @@ class DataflowConfig(Section):
 
 
 class RunnerConfig(Section):
-    name: Literal["direct", "dataflow"] = "direct"
-    """`direct`: Beam's DirectRunner on this machine; `dataflow`: Google Cloud Dataflow (`dataflow:`)."""
+    name: Literal["direct", "prism", "dataflow"] = "direct"
+    """`direct`: Beam's Python FnApiRunner on this machine (`mode`, `workers`); `prism`: Beam's Go
+    Prism runner, only when asked for (Beam downloads its binary on first use); `dataflow`:
+    Google Cloud Dataflow (`dataflow:`)."""
     mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
     workers: int = Field(1, ge=1)
     progress: bool = True

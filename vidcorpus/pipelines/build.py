@@ -27,6 +27,7 @@ from vidcorpus.pipelines.annotate import Annotate, AnnotateOnWorker
 from vidcorpus.pipelines.discover import Identify, discover, pick_one
 from vidcorpus.pipelines.embed import EmbedCandidates, join_embeddings, text_embeddings
 from vidcorpus.pipelines.groups import GroupFootage
+from vidcorpus.pipelines.preflight import CannotStart, check_clip, check_inputs
 from vidcorpus.pipelines.progress import Progress
 from vidcorpus.pipelines.scan import Scan
 from vidcorpus.pipelines.segment import Segment
@@ -44,6 +45,7 @@ from vidcorpus.publish.card import write_card
 from vidcorpus.publish.report import write_report
 from vidcorpus.release.layout import MANIFEST, ReleaseExists, clear_release, release_paths
 from vidcorpus.release.manifest import write_manifest
+from vidcorpus.runners import local_runner
 
 log = logging.getLogger(__name__)
 Result = Dict[str, Any]
@@ -99,12 +101,22 @@ def skipped_stages(cfg: BuildConfig) -> dict[str, str]:
 
 
 def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptions | None = None,
-          name: str | None = None, version: str | None = None, retry_failed: bool = False) -> BuildSummary:
-    cfg = for_runner(cfg)
-    release, work_dir = release_paths(output, name, version)
+          name: str | None = None, version: str | None = None, retry_failed: bool = False,
+          allow_empty: bool = False) -> BuildSummary:
+    """Build a release; everything known before running (no inputs, CLIP weights missing, a
+    finished version) fails here within seconds, before the pipeline starts."""
+    try:
+        cfg = for_runner(cfg)
+        release, work_dir = release_paths(output, name, version)
+        uris, skipped = discover(input_spec, cfg.input)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CannotStart(str(exc)) from exc
     if name is not None and storage.exists(storage.join(release, MANIFEST)):
         raise ReleaseExists(f"{release} is a finished release and is never modified; choose a new --version")
-    uris, skipped = discover(input_spec, cfg.input)
+    check_inputs(input_spec, uris, skipped, allow_empty)
+    check_clip(cfg)
+    if name is None and storage.exists(storage.join(release, MANIFEST)):
+        log.warning("replacing the earlier release at %s (a named --version is never replaced)", release)
     if skipped:
         log.info("skipped %d files without a video extension (input.extensions)", len(skipped))
     stages_off = skipped_stages(cfg)
@@ -112,7 +124,8 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
         log.warning("skipping stage %s: %s", stage, reason)
     clear_release(release)
     with Progress(work_dir, total=len(uris), enabled=cfg.runner.progress):
-        pipeline = beam.Pipeline(options=options or pipeline_options(cfg))
+        options = options or pipeline_options(cfg)
+        pipeline = beam.Pipeline(runner=local_runner(cfg.runner.name, options), options=options)
         compose(pipeline, uris, release, work_dir, cfg, stages_off, {"name": name, "version": version},
                 retry_failed)
         pipeline.run().wait_until_finish()

@@ -72,7 +72,7 @@ def histogram_svg(values: Sequence[float], x_label: str, unit: str, bins: int = 
         if count:
             parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h - h - 3:.1f}" '
                          f'text-anchor="middle">{count}</text>')
-    step = max(1, len(edges) // 7)
+    step = max(1, -(-len(edges) // 13))
     for i in range(0, len(edges), step):
         x = left + i * bar_w
         parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{fmt(edges[i])}</text>')
@@ -83,18 +83,48 @@ def histogram_svg(values: Sequence[float], x_label: str, unit: str, bins: int = 
 
 
 def histogram(values: Sequence[float], bins: int) -> tuple[list[int], list[float]]:
-    """Counts and edges over [min, max]; one bin when every value is the same."""
+    """Counts and edges on round numbers (steps of 1, 2, 2.5 or 5 × 10ⁿ) covering [min, max], so
+    the axis reads 0.5, 1, 1.5 rather than 1.707, 1.813; one bin when every value is the same."""
     data = np.asarray(values, dtype=np.float64)
     lo, hi = float(data.min()), float(data.max())
     if hi - lo <= 1e-9 * max(1.0, abs(hi)):   # equal up to rounding: numpy cannot bin that range
         return [int(data.size)], [lo, lo + 1.0]
-    counts, edges = np.histogram(data, bins=min(bins, max(1, data.size)), range=(lo, hi))
-    return [int(c) for c in counts], [float(e) for e in edges]
+    step = nice_step((hi - lo) / min(bins, max(1, data.size)))
+    first = np.floor(lo / step) * step
+    count = max(1, int(np.ceil((hi - first) / step - 1e-9)))
+    edges = [round(float(first + i * step), 10) for i in range(count + 1)]
+    if edges[-1] < hi:
+        edges.append(round(edges[-1] + step, 10))
+    counts, _ = np.histogram(data, bins=edges)
+    return [int(c) for c in counts], edges
+
+
+def nice_step(raw: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 × 10ⁿ at least `raw`."""
+    magnitude = 10 ** np.floor(np.log10(raw))
+    return float(next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw - 1e-12))
+
+
+PERCENTILES = (5, 25, 50, 75, 95)
+
+
+def percentiles(values: Sequence[float]) -> list[tuple[str, float]]:
+    """(label, value) for min, the usual percentiles, mean and max."""
+    data = np.asarray(values, dtype=np.float64)
+    return ([("min", float(data.min()))] + [(f"p{p}", float(np.percentile(data, p))) for p in PERCENTILES]
+            + [("mean", float(data.mean())), ("max", float(data.max()))])
 
 
 def fmt(value: Any) -> str:
     number = float(value)
     return str(int(number)) if number.is_integer() and abs(number) < 1e15 else f"{number:.4g}"
+
+
+def fmt_bytes(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{fmt(round(size, 1))} {unit}"
+        size /= 1000
 
 
 def clip_label(label: str, limit: int = 36) -> str:

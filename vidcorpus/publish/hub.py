@@ -14,6 +14,9 @@ outside the folder, such as sources, or delete stale ones in the same commit.)
 
 The token comes from the `token` argument, else `HF_TOKEN` or the stored `huggingface-cli
 login`, resolved by huggingface_hub itself; it is never stored in the plan, written or logged.
+A real publish without any token stops before anything else (`NoHubToken`). A dry run sends
+nothing; it only reads the repository's file list (when the Hub answers) to show which files
+the real run would delete.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ class ReleaseInvalid(ValueError):
         super().__init__(f"release is not valid ({len(problems)} problem(s)):\n  {shown}{more}")
 
 
+class NoHubToken(RuntimeError):
+    """Publishing needs a Hugging Face token and none is set."""
+
+
 @dataclass(frozen=True)
 class PlannedFile:
     path_in_repo: str
@@ -67,7 +74,9 @@ class PublishPlan:
     """Source videos not uploaded, with the reason."""
     dry_run: bool = True
     deleted: list[str] = field(default_factory=list)
-    """Repository files removed because the release no longer has them (real runs only)."""
+    """Repository files the release does not have: removed by a real run, listed by a dry run."""
+    remote_unread: str | None = None
+    """Why a dry run could not list the repository's files (so `deleted` may be incomplete)."""
     commits: list[str] = field(default_factory=list)
 
     @property
@@ -85,7 +94,11 @@ class PublishPlan:
         lines = [head] + [f"  {f.path_in_repo}  {f.bytes} bytes{'  (written first)' if f.generated else ''}"
                           for f in self.files]
         lines += [f"  left out: {reason}" for reason in self.left_out]
-        lines += [f"  deleted from the repository: {path}" for path in self.deleted]
+        gone = "would delete from the repository" if self.dry_run else "deleted from the repository"
+        lines += [f"  {gone}: {path}" for path in self.deleted]
+        if self.remote_unread:
+            lines.append(f"  repository files not listed ({self.remote_unread}); a real run deletes every file "
+                         "there that the release does not have")
         return "\n".join(lines)
 
 
@@ -94,6 +107,9 @@ def publish(release_dir: str, repo_id: str, private: bool = False, dry_run: bool
     """Upload a release to `repo_id` and tag it; with `dry_run`, only return the plan (no network,
     nothing written). `check` validates the release first and refuses an invalid one."""
     root = release_dir.rstrip("/")
+    if not dry_run and not (token or _stored_token()):
+        raise NoHubToken("publishing needs a Hugging Face token with write access: set HF_TOKEN or run "
+                         "`hf auth login` (`--dry-run` shows what would be sent without one)")
     if check:
         problems = validate_release(root)
         if problems:
@@ -101,6 +117,7 @@ def publish(release_dir: str, repo_id: str, private: bool = False, dry_run: bool
     plan = plan_upload(root, repo_id, private)
     plan.dry_run = dry_run
     if dry_run:
+        _list_deletions(plan, token)
         log.info("%s", plan.describe())
         return plan
     _upload(root, plan, token)
@@ -164,8 +181,7 @@ def _upload(root: str, plan: PublishPlan, token: str | None) -> None:
         write_card(root)
     api = HfApi(token=token)
     api.create_repo(plan.repo_id, repo_type=REPO_TYPE, private=plan.private, exist_ok=True)
-    existing = set(api.list_repo_files(plan.repo_id, repo_type=REPO_TYPE))
-    plan.deleted = sorted(existing - set(plan.paths) - set(KEEP_IN_REPO))
+    plan.deleted = stale_files(api.list_repo_files(plan.repo_id, repo_type=REPO_TYPE), plan)
     batches = commit_batches(plan.files, FILES_PER_COMMIT)
     for i, batch in enumerate(batches, start=1):
         operations: list[Any] = [CommitOperationAdd(path_in_repo=f.path_in_repo,
@@ -176,6 +192,31 @@ def _upload(root: str, plan: PublishPlan, token: str | None) -> None:
                                  commit_message=f"vidcorpus release {plan.version} ({i}/{len(batches)})")
         plan.commits.append(info.oid)
     api.create_tag(plan.repo_id, tag=plan.version, repo_type=REPO_TYPE, revision=plan.commits[-1])
+
+
+def stale_files(existing, plan: PublishPlan) -> list[str]:
+    """Repository files the release does not have (a publish deletes them), sorted."""
+    return sorted(set(existing) - set(plan.paths) - set(KEEP_IN_REPO))
+
+
+def _list_deletions(plan: PublishPlan, token: str | None) -> None:
+    """Read-only: what a real publish would delete. A missing repository deletes nothing."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        existing = HfApi(token=token).list_repo_files(plan.repo_id, repo_type=REPO_TYPE)
+    except RepositoryNotFoundError:
+        existing = []
+    except Exception as exc:  # noqa: BLE001 - offline or refused: say so, still show the plan
+        plan.remote_unread = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        return
+    plan.deleted = stale_files(existing, plan)
+
+
+def _stored_token() -> str | None:
+    from huggingface_hub import get_token
+    return get_token()
 
 
 def commit_batches(files: list[PlannedFile], per_commit: int = FILES_PER_COMMIT) -> list[list[PlannedFile]]:

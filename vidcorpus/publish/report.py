@@ -1,7 +1,11 @@
-"""report.html: one self-contained page showing what a build produced.
+"""report.html: one self-contained page showing what a build produced, for the engineer who
+decides whether the corpus is usable.
 
-Plots (clip durations, scenes per video, annotation kinds and verdicts, token spend, failures by
-stage and error class) are inline SVG drawn here, and keyframe thumbnails are JPEGs embedded as
+Plots and tables (the source videos by duration, resolution, frame rate, codec, VFR, rotation
+and audio; clip durations with percentiles; how clip MP4s were made; scenes per video; tasks by
+kind and split; shard and table sizes; annotation kinds and verdicts; token spend and its cost
+at assumed list prices; failures by stage and error class, and each failure's file and message)
+are inline SVG drawn here, and keyframe thumbnails are JPEGs embedded as
 base64, so the page needs no network, no plotting library and no files beside it. Everything is
 read from the manifest, the tables and the shards in sorted order, so a release always gives the
 same bytes. Like the card, the report is derived from the manifest and is not listed in it.
@@ -26,22 +30,29 @@ from vidcorpus.publish.charts import (
     bar_chart_svg,
     escape,
     fmt,
+    fmt_bytes,
     histogram_svg,
+    percentiles,
     stacked_bar_chart_svg,
 )
-from vidcorpus.release.layout import REPORT
+from vidcorpus.release.layout import REPORT, shard_table
 from vidcorpus.release.reader import read_manifest, read_table, release_title, shard_members, skipped_stages
+from vidcorpus.sizing import Prices
 
 THUMBNAILS = 24
 THUMB_SIZE = 160
 THUMB_QUALITY = 75
+FAILURES_LISTED = 200
 REPORT_COLUMNS = {
-    "videos": ["video_id"],
-    "clips": ["clip_id", "video_id", "duration_s", "start_s", "end_s", "keyframes", "shard"],
-    "annotations": ["kind", "verdicts", "tokens_in", "tokens_out"],
-    "failures": ["stage", "error_class"],
+    "videos": ["video_id", "split", "duration_s", "fps", "is_vfr", "display_width", "display_height", "rotation",
+               "video_codec", "has_audio"],
+    "clips": ["clip_id", "video_id", "split", "duration_s", "start_s", "end_s", "keyframes", "clip_mode", "shard"],
+    "annotations": ["kind", "clip_id", "payload", "verdicts", "tokens_in", "tokens_out"],
+    "rl": ["kind", "split"],
+    "failures": ["uri", "item_id", "stage", "error_class", "message"],
 }
 """The columns each plot reads: embeddings and task rows never need loading for the report."""
+MP4_MODES = {"copy": "stream copy", "reencode": "re-encoded", "off": "no MP4 (clips.mode off)"}
 VERDICT_COLORS = {"passed": "#59a14f", "failed": "#e15759", "unchecked": "#bab0ac"}
 STYLE = """
 body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1100px; }
@@ -52,6 +63,7 @@ th { background: #f4f4f4; text-align: left; } td.n { text-align: right; }
 .note { color: #666; font-size: 13px; }
 .grid { display: flex; flex-wrap: wrap; gap: 10px; }
 figure { margin: 0; width: 170px; font-size: 11px; } figure img { display: block; max-width: 160px; }
+figure .caption { color: #444; font-size: 12px; }
 svg text { font-family: sans-serif; font-size: 12px; fill: #222; }
 """
 
@@ -70,12 +82,15 @@ def render_report(root: str) -> str:
     title = escape(release_title(manifest))
     sections = [
         summary_section(manifest),
+        videos_section(tables.get("videos")),
         durations_section(tables.get("clips")),
         scenes_section(tables.get("videos"), tables.get("clips")),
+        tasks_section(tables.get("rl"), manifest),
+        files_section(manifest),
         annotations_section(tables.get("annotations"), manifest),
         tokens_section(manifest, tables.get("annotations")),
         failures_section(tables.get("failures")),
-        thumbnails_section(root, tables.get("clips")),
+        thumbnails_section(root, tables.get("clips"), captions_by_clip(tables.get("annotations"))),
         ab_section(root),
     ]
     return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -86,21 +101,94 @@ def render_report(root: str) -> str:
 # --- sections ------------------------------------------------------------------------------------
 
 def summary_section(manifest: dict[str, Any]) -> str:
-    rows = flatten(manifest.get("counts") or {})
+    rows = [(readable(key), value) for key, value in flatten(manifest.get("counts") or {})]
     skipped = skipped_stages(manifest)
     text = (f'<section id="summary"><h2>Summary</h2>\n<p class="note">dataset hash '
             f"<code>{escape(manifest.get('dataset_hash', ''))}</code>, "
             f"vidcorpus {escape(manifest.get('vidcorpus_version', '?'))}</p>\n{html_table(('what', 'count'), rows)}")
     if skipped:
         text += "\n<h3>Skipped stages</h3>\n" + html_table(("stage", "reason"), sorted(skipped.items()))
+    text += _note("Time per stage is not recorded in a release (its files hold nothing that varies between "
+                  "runs); bench/bench_stages.py measures it. Keyframe candidates rejected as black or blurred "
+                  "are not recorded either.")
     return text + "</section>"
 
 
+def readable(key: str) -> str:
+    """`failures_by_stage.probe` → `failures by stage: probe`."""
+    head, _, tail = key.partition(".")
+    head = head.replace("_", " ")
+    return f"{head}: {tail.replace('_', ' ')}" if tail else head
+
+
+def videos_section(videos: pa.Table | None) -> str:
+    rows = videos.to_pylist() if videos is not None else []
+    if not rows:
+        return '<section id="videos"><h2>Source videos</h2>\n' + _note("No videos.") + "</section>"
+    durations = [v["duration_s"] for v in rows if v.get("duration_s") is not None]
+    breakdowns = {
+        "resolution (display)": [f"{v['display_width']}×{v['display_height']}" for v in rows],
+        "frame rate": [f"{fmt(round(v['fps'], 2))} fps" if v.get("fps") else "unknown" for v in rows],
+        "codec": [v.get("video_codec") or "unknown" for v in rows],
+        "frame timing": ["variable (VFR)" if v.get("is_vfr") else "constant" for v in rows],
+        "rotation": [f"{v.get('rotation') or 0}°" for v in rows],
+        "audio": ["with audio" if v.get("has_audio") else "no audio" for v in rows],
+        "split": [v.get("split") or "?" for v in rows],
+    }
+    parts = [histogram_svg(durations, "video duration (s)", "videos"), percentile_table(durations, "s")]
+    for title, values in breakdowns.items():
+        parts.append(f"<h3>By {escape(title)}</h3>\n" + bar_chart_svg(_by_count(Counter(values)), "videos"))
+    return '<section id="videos"><h2>Source videos</h2>\n' + "\n".join(parts) + "</section>"
+
+
+def percentile_table(values: Sequence[float], unit: str) -> str:
+    stats = percentiles(values)
+    return html_table([name for name, _ in stats], [[f"{fmt(round(value, 2))} {unit}" for _, value in stats]])
+
+
+def tasks_section(rl: pa.Table | None, manifest: dict[str, Any]) -> str:
+    kinds = _column(rl, "kind")
+    if not kinds:
+        reason = skipped_stages(manifest).get("tasks")
+        body = _note("No tasks" + (f" (stage tasks skipped: {reason})." if reason else "."))
+    else:
+        by_split = Counter(_column(rl, "split"))
+        body = ("<h3>By kind</h3>\n" + bar_chart_svg(_by_count(Counter(kinds)), "tasks")
+                + "\n<h3>By split</h3>\n" + bar_chart_svg(_by_count(by_split), "tasks"))
+    return f'<section id="tasks"><h2>Tasks (RL samples; SFT has one per task)</h2>\n{body}</section>'
+
+
+def files_section(manifest: dict[str, Any]) -> str:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for entry in manifest.get("files") or []:
+        groups[_file_group(entry["path"])].append(int(entry["bytes"]))
+    rows = [(group, len(sizes), fmt_bytes(sum(sizes)), fmt_bytes(max(sizes)))
+            for group, sizes in sorted(groups.items())]
+    body = html_table(("files", "count", "total", "largest"), rows) if rows else _note("No files.")
+    return f'<section id="files"><h2>Shards and tables</h2>\n{body}</section>'
+
+
+def _file_group(path: str) -> str:
+    """`shards/sft-train-000001.tar` → `shards: sft, train`; `data/clips/…` → `table clips`."""
+    parts = path.split("/")
+    if parts[0] == "shards":
+        table = shard_table(path)
+        stem = parts[-1].rsplit("-", 1)[0]
+        split = stem[len(table) + 1:] if table != "clips" else stem
+        return f"shards: {table}, split {split}"
+    if parts[0] == "data":
+        return f"table {parts[1]}"
+    return parts[0]
+
 def durations_section(clips: pa.Table | None) -> str:
     durations = _column(clips, "duration_s")
-    body = (histogram_svg(durations, "clip duration (s)", "clips") if durations
-            else _note("No clips."))
-    return f'<section id="durations"><h2>Clip durations</h2>\n{body}</section>'
+    if not durations:
+        body = _note("No clips.")
+    else:
+        modes = Counter(MP4_MODES.get(m, m or "none") for m in _column(clips, "clip_mode"))
+        body = (histogram_svg(durations, "clip duration (s)", "clips") + percentile_table(durations, "s")
+                + "\n<h3>Clip MP4s</h3>\n" + bar_chart_svg(_by_count(modes), "clips"))
+    return f'<section id="durations"><h2>Clips</h2>\n{body}</section>'
 
 
 def scenes_section(videos: pa.Table | None, clips: pa.Table | None) -> str:
@@ -129,12 +217,17 @@ def annotations_section(annotations: pa.Table | None, manifest: dict[str, Any]) 
 
 
 def verdict_of(verdicts: str | None) -> str:
-    """`passed` / `failed` from the verdicts JSON's `passed` key; `unchecked` without one."""
+    """`passed` / `failed` from the verdicts JSON: its `passed` key where it has one (QA), else its
+    checks (CoT's `matches_answer`): failed when one is false, passed when all that ran are true,
+    `unchecked` when none ran."""
     try:
-        passed = json.loads(verdicts or "{}").get("passed")
-    except (ValueError, AttributeError):
-        passed = None
-    return "unchecked" if passed is None else ("passed" if passed else "failed")
+        found = json.loads(verdicts or "{}")
+        checks = [found["passed"]] if "passed" in found else [v for v in found.values() if isinstance(v, bool)]
+    except (ValueError, AttributeError, TypeError):
+        checks = []
+    if not checks:
+        return "unchecked"
+    return "passed" if all(checks) else "failed"
 
 
 def tokens_section(manifest: dict[str, Any], annotations: pa.Table | None) -> str:
@@ -156,8 +249,18 @@ def tokens_section(manifest: dict[str, Any], annotations: pa.Table | None) -> st
         colors = {"tokens_in": PALETTE[0], "tokens_out": PALETTE[1]}
         parts.append("<h3>Tokens per annotation kind</h3>\n"
                      + stacked_bar_chart_svg(rows, list(colors), colors, "tokens"))
+        parts.append(cost_note(sum(s["tokens_in"] for s in spend.values()),
+                               sum(s["tokens_out"] for s in spend.values())))
     body = "\n".join(parts) if parts else _note("No LLM usage recorded.")
     return f'<section id="tokens"><h2>Token spend</h2>\n{body}</section>'
+
+
+def cost_note(tokens_in: float, tokens_out: float) -> str:
+    prices = Prices()
+    usd = (tokens_in * prices.llm_input_per_million + tokens_out * prices.llm_output_per_million) / 1e6
+    return _note(f"Cost of these tokens at assumed list prices (${fmt(prices.llm_input_per_million)} per million "
+                 f"input, ${fmt(prices.llm_output_per_million)} per million output; vidcorpus.sizing.Prices): "
+                 f"${usd:.4f}. Cache hits cost nothing on a re-run.")
 
 
 def failures_section(failures: pa.Table | None) -> str:
@@ -169,11 +272,37 @@ def failures_section(failures: pa.Table | None) -> str:
         by_stage = Counter(stages)
         pairs = Counter(f"{s} · {c}" for s, c in zip(stages, classes))
         body = ("<h3>By stage</h3>\n" + bar_chart_svg(_by_count(by_stage), "failures")
-                + "\n<h3>By stage and error class</h3>\n" + bar_chart_svg(_by_count(pairs), "failures"))
+                + "\n<h3>By stage and error class</h3>\n" + bar_chart_svg(_by_count(pairs), "failures")
+                + "\n<h3>Each failure</h3>\n" + failures_list(failures.to_pylist()))
     return f'<section id="failures"><h2>Failures</h2>\n{body}</section>'
 
 
-def thumbnails_section(root: str, clips: pa.Table | None) -> str:
+def failures_list(rows: list[dict[str, Any]]) -> str:
+    """File (or rejected record), stage, error class and message, sorted; the first FAILURES_LISTED."""
+    ordered = sorted(rows, key=lambda r: (r.get("stage") or "", r.get("uri") or "", r.get("item_id") or ""))
+    shown = [(r.get("item_id") or r.get("uri") or "", r.get("stage") or "", r.get("error_class") or "",
+              r.get("message") or "") for r in ordered[:FAILURES_LISTED]]
+    more = (_note(f"… and {len(rows) - FAILURES_LISTED} more in failures/*.parquet.")
+            if len(rows) > FAILURES_LISTED else "")
+    return html_table(("file or record", "stage", "error", "message"), shown) + more
+
+
+def captions_by_clip(annotations: pa.Table | None) -> dict[str, str]:
+    """clip_id → its caption text, from the annotations table's caption rows."""
+    found: dict[str, str] = {}
+    if annotations is None:
+        return found
+    for kind, clip_id, payload in zip(_column(annotations, "kind"), _column(annotations, "clip_id"),
+                                      _column(annotations, "payload")):
+        if kind == "caption" and clip_id:
+            try:
+                found[clip_id] = str(json.loads(payload or "{}").get("caption") or "")
+            except (ValueError, AttributeError):
+                continue
+    return found
+
+
+def thumbnails_section(root: str, clips: pa.Table | None, captions: dict[str, str] | None = None) -> str:
     chosen = pick_thumbnail_clips(clips.to_pylist() if clips is not None else [], THUMBNAILS)
     images = first_keyframes(root, chosen)
     figures = []
@@ -182,6 +311,8 @@ def thumbnails_section(root: str, clips: pa.Table | None) -> str:
         if data is None:
             continue
         caption = f"{escape(clip['clip_id'])}<br>{clip['start_s']:.2f}–{clip['end_s']:.2f} s"
+        if (captions or {}).get(clip["clip_id"]):
+            caption += f'<br><span class="caption">{escape(captions[clip["clip_id"]])}</span>'
         source = f"data:image/jpeg;base64,{thumbnail_b64(data)}"
         figures.append(f'<figure><img alt="{escape(clip["clip_id"])}" src="{source}">'
                        f"<figcaption>{caption}</figcaption></figure>")

@@ -9,6 +9,7 @@ precision, batching and preprocessing live here. Loading goes through one functi
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional
@@ -27,8 +28,10 @@ __all__ = [
     "ClipEncoder",
     "ClipWeightsUnavailable",
     "OpenClipImageHandler",
+    "check_clip_weights",
     "clip_model_tag",
     "embed_text_prompts",
+    "fetch_clip_weights",
     "keyed_clip_handler",
     "load_clip_encoder",
     "resolve_device",
@@ -168,9 +171,9 @@ def _missing_weights_message(config: ClipConfig, reason: str) -> str:
         f"No CLIP weights for clip.model={config.model!r}: {reason}. Supply weights in one of "
         "these ways: clip.checkpoint_path = a local open_clip checkpoint file "
         "(.pt/.bin/.safetensors); clip.pretrained = an open_clip pretrained tag"
-        f"{tag_hint}, downloaded from the Hugging Face Hub into clip.cache_dir (on an offline "
-        "machine, point clip.cache_dir at a folder filled beforehand with open_clip.create_model("
-        f"'{config.model}', pretrained='<tag>', cache_dir='<folder>')); or clip.model = "
+        f"{tag_hint}, downloaded from the Hugging Face Hub into clip.cache_dir (for an offline "
+        "machine, fill that folder beforehand with `vidcorpus models fetch --set clip.cache_dir=<folder>` "
+        "where the Hub is reachable); or clip.model = "
         "'hf-hub:org/repo' / 'local-dir:/path'. Set clip.enabled = false to build without CLIP. "
         "Random weights (clip.pretrained = null with clip.allow_random_weights = true) are for "
         "tests and benchmarks only."
@@ -202,14 +205,7 @@ def _weights_source(config: ClipConfig) -> Optional[str]:
         return None
     tag_cfg = open_clip.get_pretrained_cfg(config.model, config.pretrained)
     if tag_cfg:
-        try:
-            open_clip.download_pretrained(tag_cfg, cache_dir=config.cache_dir)
-        except Exception as error:  # network, auth, missing cache: all mean "no weights here"
-            raise ClipWeightsUnavailable(
-                _missing_weights_message(
-                    config, f"pretrained tag {config.pretrained!r} could not be fetched ({error})"
-                )
-            ) from error
+        _fetch_tag(config, tag_cfg)
         return config.pretrained
     if os.path.isfile(config.pretrained):
         return config.pretrained
@@ -218,6 +214,86 @@ def _weights_source(config: ClipConfig) -> Optional[str]:
             config, f"clip.pretrained {config.pretrained!r} is neither a known tag nor a file"
         )
     )
+
+
+HUB_TIMEOUT_S = 5.0
+"""How long the weights check waits for the weights' host before calling it unreachable."""
+
+
+def _fetch_tag(config: ClipConfig, tag_cfg: dict) -> str:
+    """The local file of a pretrained tag's weights: from the cache, else downloaded. When the
+    weights are not cached and their host does not answer within seconds, this fails at once
+    rather than after the Hub client's retries (a minute offline)."""
+    cached = _cached_tag_file(tag_cfg, config.cache_dir)
+    if cached is not None:
+        return cached
+    host = _weights_host(tag_cfg)
+    if not _answers(host):
+        raise ClipWeightsUnavailable(_missing_weights_message(
+            config, f"pretrained tag {config.pretrained!r} is not in the cache and {host} cannot be reached"))
+    try:
+        return open_clip.download_pretrained(tag_cfg, cache_dir=config.cache_dir)
+    except Exception as error:  # network, auth, missing cache: all mean "no weights here"
+        raise ClipWeightsUnavailable(_missing_weights_message(
+            config, f"pretrained tag {config.pretrained!r} could not be fetched ({error})")) from error
+
+
+def _cached_tag_file(tag_cfg: dict, cache_dir: Optional[str]) -> Optional[str]:
+    """Where open_clip's own download would find the tag's weights already, or None."""
+    if tag_cfg.get("file"):
+        return tag_cfg["file"] if os.path.isfile(tag_cfg["file"]) else None
+    if tag_cfg.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+
+        model_id, filename = os.path.split(tag_cfg["hf_hub"])
+        filename = filename or open_clip.pretrained.HF_WEIGHTS_NAME
+        for name in [*open_clip.pretrained._get_safe_alternatives(filename), filename]:
+            found = try_to_load_from_cache(model_id, name, cache_dir=cache_dir)
+            if isinstance(found, str):
+                return found
+        return None
+    target = os.path.join(cache_dir or os.path.expanduser("~/.cache/clip"), os.path.basename(tag_cfg["url"]))
+    return target if os.path.isfile(target) else None
+
+
+def _weights_host(tag_cfg: dict) -> str:
+    from urllib.parse import urlparse
+
+    if tag_cfg.get("hf_hub"):
+        from huggingface_hub import constants
+        return urlparse(constants.ENDPOINT).netloc
+    return urlparse(tag_cfg.get("url", "")).netloc
+
+
+def _answers(host: str, timeout_s: float = HUB_TIMEOUT_S) -> bool:
+    name, _, port = host.partition(":")
+    try:
+        socket.create_connection((name, int(port or 443)), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_clip_weights(config: ClipConfig) -> None:
+    """Raise `ClipWeightsUnavailable` (or ValueError for an unknown architecture) unless the
+    configured weights are on this machine or can be fetched now: the build calls this before
+    its pipeline starts, so a missing model costs seconds, not a failed run."""
+    if config.model_config_path is not None:
+        _register_model_config(config.model_config_path)
+    _check_architecture(config.model)
+    _weights_source(config)
+
+
+def fetch_clip_weights(config: ClipConfig) -> str:
+    """Download the configured weights into `cache_dir` (the Hugging Face cache when unset) ahead
+    of an offline build, and return where they are (`vidcorpus models fetch`)."""
+    check_clip_weights(config)
+    if config.checkpoint_path is not None:
+        return config.checkpoint_path
+    tag_cfg = open_clip.get_pretrained_cfg(config.model, config.pretrained or "")
+    if tag_cfg:
+        return _fetch_tag(config, tag_cfg)
+    return config.pretrained or config.model
 
 
 def load_clip_encoder(config: ClipConfig) -> ClipEncoder:
