@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 
 from vidcorpus.config import ConfigError, load_config
@@ -52,7 +53,38 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    return COMMANDS[args.command](args)
+    return run_interruptible(COMMANDS[args.command], args)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+STOPPED = ("finished videos are kept in the work directory; run the same command again to resume "
+           "(a half-written release is never left looking finished)")
+
+
+def run_interruptible(command, args) -> int:
+    """Run a command; Ctrl-C and SIGTERM end it with one line (what is kept, how to resume) and
+    exit 130 / 143, instead of the pipeline's tracebacks."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return command(args)
+    except KeyboardInterrupt:
+        return _stopped("interrupted (Ctrl-C)", 130)
+    except Terminated:
+        return _stopped("terminated (SIGTERM)", 143)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(what: str, code: int) -> int:
+    logging.disable(logging.CRITICAL)  # the runner's threads would log their own interruption
+    return _fail(f"{what}; {STOPPED}", code)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -68,13 +100,17 @@ def _fail(message: str, code: int = 2) -> int:
 
 def _build(args) -> int:
     from vidcorpus.pipelines.build import build
+    from vidcorpus.pipelines.lock import BuildLocked
     from vidcorpus.release.layout import ReleaseExists
+    from vidcorpus.storage import DiskFull
 
     try:
         summary = build(args.input, args.output, load_config(args.config, args.set), name=args.name,
                         version=args.version, retry_failed=args.retry_failed)
-    except (ConfigError, FileNotFoundError, ValueError, ReleaseExists) as exc:
+    except (ConfigError, FileNotFoundError, ValueError, ReleaseExists, BuildLocked) as exc:
         return _fail(str(exc))
+    except DiskFull as exc:
+        return _fail(str(exc), 1)
     _print_summary(summary)
     return 0
 
@@ -115,8 +151,12 @@ def _validate(args) -> int:
 
 def _report(args) -> int:
     from vidcorpus.publish.report import write_report
+    from vidcorpus.release.manifest import is_sealed, seal_manifest
+    from vidcorpus.release.reader import read_manifest
 
     print(write_report(args.release))
+    if is_sealed(read_manifest(args.release)):
+        seal_manifest(args.release)  # the manifest lists report.html with its new checksum
     return 0
 
 

@@ -24,6 +24,7 @@ from vidcorpus.config import BuildConfig, config_to_dict
 from vidcorpus.pipelines.annotate import Annotate
 from vidcorpus.pipelines.discover import Identify, discover, pick_one
 from vidcorpus.pipelines.embed import EmbedCandidates, join_embeddings, text_embeddings
+from vidcorpus.pipelines.lock import BuildLock
 from vidcorpus.pipelines.progress import Progress
 from vidcorpus.pipelines.scan import Scan
 from vidcorpus.pipelines.segment import Segment
@@ -38,7 +39,7 @@ from vidcorpus.pipelines.write import (
 from vidcorpus.publish.card import write_card
 from vidcorpus.publish.report import write_report
 from vidcorpus.release.layout import MANIFEST, ReleaseExists, clear_release, release_paths
-from vidcorpus.release.manifest import write_manifest
+from vidcorpus.release.manifest import is_sealed, seal_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 Result = Dict[str, Any]
@@ -90,7 +91,13 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
           name: str | None = None, version: str | None = None, retry_failed: bool = False) -> BuildSummary:
     cfg = for_runner(cfg)
     release, work_dir = release_paths(output, name, version)
-    if name is not None and storage.exists(storage.join(release, MANIFEST)):
+    with BuildLock(work_dir):
+        return _build_locked(input_spec, release, work_dir, cfg, options, name, version, retry_failed)
+
+
+def _build_locked(input_spec: str, release: str, work_dir: str, cfg: BuildConfig, options: PipelineOptions | None,
+                  name: str | None, version: str | None, retry_failed: bool) -> BuildSummary:
+    if name is not None and is_finished(release):
         raise ReleaseExists(f"{release} is a finished release and is never modified; choose a new --version")
     uris, skipped = discover(input_spec, cfg.input)
     if skipped:
@@ -103,14 +110,44 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
         pipeline = beam.Pipeline(options=options or pipeline_options(cfg))
         compose(pipeline, uris, release, work_dir, cfg, stages_off, {"name": name, "version": version},
                 retry_failed)
-        pipeline.run().wait_until_finish()
+        run_pipeline(pipeline, work_dir)
     write_card(release)
     try:
         write_report(release)
     except Exception as exc:  # noqa: BLE001 - the release is complete; the report can be redone
+        if storage.is_disk_full(exc):
+            raise disk_full(work_dir) from None
         log.warning("report.html not written (%s: %s); run `vidcorpus report %s`", type(exc).__name__, exc, release)
-    manifest = json.loads(storage.read_bytes(storage.join(release, MANIFEST)))
+    manifest = seal_manifest(release)
     return BuildSummary(release, manifest["counts"], manifest["dataset_hash"], skipped, stages_off)
+
+
+def is_finished(release: str) -> bool:
+    """A release whose manifest is sealed (written last, after the card and the report)."""
+    uri = storage.join(release, MANIFEST)
+    if not storage.exists(uri):
+        return False
+    try:
+        return is_sealed(json.loads(storage.read_bytes(uri)))
+    except ValueError:
+        return False
+
+
+def run_pipeline(pipeline: beam.Pipeline, work_dir: str) -> None:
+    """Run to the end; a full disk anywhere stops the build with one message instead of a trace."""
+    try:
+        pipeline.run().wait_until_finish()
+    except Exception as exc:
+        if storage.is_disk_full(exc) or "[Errno 28]" in str(exc):
+            raise disk_full(work_dir) from None
+        raise
+
+
+def disk_full(work_dir: str) -> storage.DiskFull:
+    free = storage.free_bytes(work_dir)
+    room = f"{free / 2**20:.0f} MiB free" if free is not None else "free space unknown"
+    return storage.DiskFull(f"no space left on the device holding {work_dir} ({room}); what is done is kept: "
+                            "free some space and run the same command again to resume")
 
 
 def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: BuildConfig,
