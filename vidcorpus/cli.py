@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -60,31 +61,34 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
 STOPPED = ("finished videos are kept in the work directory; run the same command again to resume "
            "(a half-written release is never left looking finished)")
+SIGNAL_EXITS = {signal.SIGINT: ("interrupted (Ctrl-C)", 130, KeyboardInterrupt),
+                signal.SIGTERM: ("terminated (SIGTERM)", 143, Terminated)}
 
 
 def run_interruptible(command, args) -> int:
     """Run a command; Ctrl-C and SIGTERM end it with one line (what is kept, how to resume) and
-    exit 130 / 143, instead of the pipeline's tracebacks."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    exit 130 / 143. The signal is remembered, because the pipeline runner re-raises the interrupt
+    it sees as an exception of its own."""
+    received: list[int] = []
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        logging.disable(logging.CRITICAL)  # the runner logs the interrupt it sees as an error
+        raise SIGNAL_EXITS[signum][2]()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in SIGNAL_EXITS}
     try:
         return command(args)
-    except KeyboardInterrupt:
-        return _stopped("interrupted (Ctrl-C)", 130)
-    except Terminated:
-        return _stopped("terminated (SIGTERM)", 143)
+    except BaseException:
+        if not received:
+            raise
+        what, code, _ = SIGNAL_EXITS[received[0]]
+        return _fail(f"{what}; {STOPPED}", code)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _stopped(what: str, code: int) -> int:
-    logging.disable(logging.CRITICAL)  # the runner's threads would log their own interruption
-    return _fail(f"{what}; {STOPPED}", code)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -187,5 +191,19 @@ def _inspect(args) -> int:
 COMMANDS = {"build": _build, "demo": _demo, "validate": _validate, "report": _report, "publish": _publish,
             "inspect": _inspect}
 
+
+
+def entry() -> None:
+    """The console script: `main`, then an immediate exit once everything is flushed. Libraries
+    leave native threads running (Arrow's thread pool, gRPC's, jemalloc's); tearing the
+    interpreter down around them could abort in the C++ runtime (`terminate called without an
+    active exception`, exit 134) after the command had already printed its result."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

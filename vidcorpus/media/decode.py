@@ -204,9 +204,9 @@ def read_ahead(items: Iterator, depth: int, chunk: int = 1, deadline: float | No
             put(_Raised(exc))
 
     worker = threading.Thread(target=produce, name="decode", daemon=True)
-    worker.start()
     stuck = False
     try:
+        worker.start()
         while True:
             try:
                 item = slots.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -224,7 +224,8 @@ def read_ahead(items: Iterator, depth: int, chunk: int = 1, deadline: float | No
             yield from item
     finally:
         stop.set()
-        worker.join(timeout=1.0 if stuck else None)
+        if worker.ident is not None:  # started (an interrupt may land inside start())
+            worker.join(timeout=1.0 if stuck else None)
 
 
 def chunks(items: Iterator, size: int) -> Iterator[list]:
