@@ -111,6 +111,15 @@ def test_the_lock_of_a_dead_build_is_taken_over(tmp_path, caplog):
     assert not (work / LOCK).exists()
 
 
+def test_a_lock_whose_pid_was_reused_by_another_process_is_taken_over(tmp_path):
+    work = tmp_path / ".work"
+    work.mkdir()
+    alive_but_other = {"pid": os.getpid(), "host": os.uname().nodename, "started": "then", "process_start": 1}
+    (work / LOCK).write_text(json.dumps(alive_but_other))
+    with BuildLock(str(work)):
+        assert json.loads((work / LOCK).read_text())["process_start"] != 1
+
+
 def test_a_renamed_input_is_recorded_under_its_new_name(inputs, cfg, tmp_path):
     folder = tmp_path / "videos"
     shutil.copytree(inputs, folder)

@@ -38,7 +38,7 @@ from vidcorpus.publish.card import PLACEHOLDER, hub_license, size_category
 from vidcorpus.publish.charts import histogram
 from vidcorpus.publish.report import render_report, verdict_of, write_report
 from vidcorpus.publish.validate import validate_release
-from vidcorpus.release.manifest import dataset_hash, file_entry
+from vidcorpus.release.manifest import dataset_hash, file_entry, manifest_digest
 from vidcorpus.schemas import TABLES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,6 +119,8 @@ def refresh_manifest(root: Path, **changes) -> None:
     manifest.update(changes)
     manifest["files"] = [file_entry(str(root), e["path"]) for e in manifest["files"]]
     manifest["dataset_hash"] = dataset_hash(manifest["files"])
+    manifest.pop("manifest_digest")
+    manifest["manifest_digest"] = manifest_digest(manifest)
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
@@ -234,7 +236,7 @@ def test_validate_reports_a_missing_parquet_file(copy):
     assert problems[0] == "data/clips/part-00000.parquet: listed in manifest.json but missing"
 
 
-def test_validate_reports_stray_files_but_ignores_card_report_and_work(copy):
+def test_validate_reports_stray_files_and_edited_card_and_report_but_ignores_work(copy):
     root = copy()
     (root / "shards" / "train-000099.tar").write_bytes(b"")
     shutil.copy(root / "data" / "clips" / "part-00000.parquet", root / "data" / "clips" / "part-00001.parquet")
@@ -242,8 +244,11 @@ def test_validate_reports_stray_files_but_ignores_card_report_and_work(copy):
     (root / "report.html").write_text("<p>old</p>\n")
     (root / ".work").mkdir()
     (root / ".work" / "leftover.json").write_text("{}")
-    assert sorted(validate_release(str(root))) == [
+    problems = sorted(validate_release(str(root)))
+    assert [p.split(" is ")[0] for p in problems] == [
+        "README.md: sha256", "README.md: size",
         "data/clips/part-00001.parquet: not listed in manifest.json (stray file)",
+        "report.html: sha256", "report.html: size",
         "shards/train-000099.tar: not listed in manifest.json (stray file)",
     ]
 
@@ -295,6 +300,8 @@ def test_validate_reports_a_wrong_dataset_hash_and_counts(copy):
     expected = dataset_hash(manifest["files"])
     assert validate_release(str(root)) == [
         f"manifest.json: dataset_hash is {'0' * 64}, its files hash to {expected}",
+        f"manifest.json: manifest_digest is {manifest['manifest_digest']}, its content hashes to "
+        f"{manifest_digest(manifest)} (the manifest was edited after the build)",
         f"manifest.json: counts.clips is {manifest['counts']['clips']}, table clips has "
         f"{manifest['counts']['clips'] - 1} rows",
     ]

@@ -30,7 +30,8 @@ class BuildLock:
     def __init__(self, work_dir: str):
         self.uri = storage.join(work_dir, LOCK)
         self.holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                       "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                       "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "process_start": _process_start(os.getpid())}
 
     def __enter__(self) -> "BuildLock":
         if not self._create():
@@ -84,15 +85,26 @@ def _is_dead(holder: dict) -> bool:
         return True
     except (PermissionError, ValueError, OverflowError):
         return False
-    return _is_zombie(int(holder["pid"]))
+    pid = int(holder["pid"])
+    started = holder.get("process_start")
+    reused = started is not None and _process_start(pid) not in (None, started)
+    return reused or _proc_stat(pid)[:1] == [b"Z"]
 
 
-def _is_zombie(pid: int) -> bool:
+def _proc_stat(pid: int) -> list[bytes]:
+    """Fields of /proc/<pid>/stat after the command name (state first); empty where unknown."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+            return f.read().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
-        return False
+        return []
+
+
+def _process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot: with the pid, it names one process
+    (a pid reused by another process after a killed build has another start time)."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if len(fields) > 19 else None
 
 
 def _describe(holder: dict | None) -> str:
