@@ -91,8 +91,13 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
           name: str | None = None, version: str | None = None, retry_failed: bool = False) -> BuildSummary:
     cfg = for_runner(cfg)
     release, work_dir = release_paths(output, name, version)
-    with BuildLock(work_dir):
-        return _build_locked(input_spec, release, work_dir, cfg, options, name, version, retry_failed)
+    try:
+        with BuildLock(work_dir):
+            return _build_locked(input_spec, release, work_dir, cfg, options, name, version, retry_failed)
+    except Exception as exc:
+        if storage.is_disk_full(exc) or "[Errno 28]" in str(exc):  # the runner may re-raise it as text
+            raise disk_full(work_dir) from None
+        raise
 
 
 def _build_locked(input_spec: str, release: str, work_dir: str, cfg: BuildConfig, options: PipelineOptions | None,
@@ -110,13 +115,13 @@ def _build_locked(input_spec: str, release: str, work_dir: str, cfg: BuildConfig
         pipeline = beam.Pipeline(options=options or pipeline_options(cfg))
         compose(pipeline, uris, release, work_dir, cfg, stages_off, {"name": name, "version": version},
                 retry_failed)
-        run_pipeline(pipeline, work_dir)
+        pipeline.run().wait_until_finish()
     write_card(release)
     try:
         write_report(release)
     except Exception as exc:  # noqa: BLE001 - the release is complete; the report can be redone
         if storage.is_disk_full(exc):
-            raise disk_full(work_dir) from None
+            raise
         log.warning("report.html not written (%s: %s); run `vidcorpus report %s`", type(exc).__name__, exc, release)
     manifest = seal_manifest(release)
     return BuildSummary(release, manifest["counts"], manifest["dataset_hash"], skipped, stages_off)
@@ -133,17 +138,8 @@ def is_finished(release: str) -> bool:
         return False
 
 
-def run_pipeline(pipeline: beam.Pipeline, work_dir: str) -> None:
-    """Run to the end; a full disk anywhere stops the build with one message instead of a trace."""
-    try:
-        pipeline.run().wait_until_finish()
-    except Exception as exc:
-        if storage.is_disk_full(exc) or "[Errno 28]" in str(exc):
-            raise disk_full(work_dir) from None
-        raise
-
-
 def disk_full(work_dir: str) -> storage.DiskFull:
+    """A full disk anywhere (lock, scan, write, card, seal) stops the build with one message."""
     free = storage.free_bytes(work_dir)
     room = f"{free / 2**20:.0f} MiB free" if free is not None else "free space unknown"
     return storage.DiskFull(f"no space left on the device holding {work_dir} ({room}); what is done is kept: "
