@@ -102,6 +102,6 @@ def test_random_kills_resume_to_identical_releases(corpus, server, references, t
         outcomes.append((trial, "named" if named else "unnamed", f"{at:.1f}s", killed, same))
     print(f"\nchaos (seed {SEED}): {sum(o[-1] for o in outcomes)} of {len(outcomes)} identical "
           f"({sum(o[3] for o in outcomes)} killed before finishing)")
-    for outcome in outcomes:
-        print("  trial %d %-7s kill at %6s  killed=%s identical=%s" % outcome)
+    for trial, mode, at, killed, same in outcomes:
+        print(f"  trial {trial} {mode:<7} kill at {at:>6}  killed={killed} identical={same}")
     assert all(o[-1] for o in outcomes), outcomes

@@ -13,7 +13,6 @@ import pytest
 from conftest import REPO, TINY
 
 from vidcorpus import storage
-from vidcorpus.config import load_config
 from vidcorpus.config.build import ProbeConfig
 from vidcorpus.media.errors import ImplausibleTiming
 from vidcorpus.media.probe import open_container, probe
@@ -78,7 +77,7 @@ def hostile(tmp_path_factory):
 def build_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "vidcorpus.cli", "build", *args, "--config", str(TINY)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")

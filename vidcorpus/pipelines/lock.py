@@ -33,7 +33,7 @@ class BuildLock:
                        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        "process_start": _process_start(os.getpid())}
 
-    def __enter__(self) -> "BuildLock":
+    def __enter__(self) -> BuildLock:
         if not self._create():
             other = self._read()
             if other is not None and not _is_dead(other):

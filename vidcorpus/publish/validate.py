@@ -68,8 +68,8 @@ def _manifest_shape_problems(manifest: Any) -> list[str]:
     if missing:
         return [f"{MANIFEST}: missing keys {missing}"]
     if not is_sealed(manifest):
-        return [f"{MANIFEST}: has no {DIGEST}: the build stopped before the card and report were written "
-                "(an unfinished release); run the same build command again to finish it"]
+        return [(f"{MANIFEST}: has no {DIGEST}: the build stopped before the card and report were written "
+                 "(an unfinished release); run the same build command again to finish it")]
     bad = [i for i, e in enumerate(manifest["files"])
            if not isinstance(e, dict) or not {"path", "bytes", "sha256"} <= set(e)]
     return [f"{MANIFEST}: files[{i}] needs path, bytes and sha256" for i in bad]
