@@ -101,14 +101,14 @@ def test_allow_empty_builds_an_empty_release(tmp_path, capsys):
 def test_a_failure_inside_a_beam_step_is_reported_once_with_its_own_message(videos, tmp_path, capsys, monkeypatch):
     import vidcorpus.pipelines.build as build_module
 
-    def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
+    def broken(*args, **kwargs):
+        raise ValueError("the shard writer broke")
 
-    monkeypatch.setattr(build_module, "write_shard_job", disk_full)
+    monkeypatch.setattr(build_module, "write_shard_job", broken)
     code = main(["build", "--input", str(videos["cuts.mp4"]), "--output", str(tmp_path / "out"),
                  "--config", str(TINY), "-q"])
     assert code == 1
-    assert _one_paragraph(capsys.readouterr().err) == "vidcorpus: OSError: [Errno 28] No space left on device"
+    assert _one_paragraph(capsys.readouterr().err) == "vidcorpus: ValueError: the shard writer broke"
 
 
 def test_quiet_anywhere_leaves_stderr_empty(videos, tmp_path, capsys):

@@ -39,7 +39,7 @@ from vidcorpus.publish.card import PLACEHOLDER, hub_license, size_category
 from vidcorpus.publish.charts import histogram, percentiles
 from vidcorpus.publish.report import readable, render_report, verdict_of, write_report
 from vidcorpus.publish.validate import validate_release
-from vidcorpus.release.manifest import dataset_hash, file_entry
+from vidcorpus.release.manifest import dataset_hash, file_entry, manifest_digest
 from vidcorpus.schemas import TABLES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,6 +120,8 @@ def refresh_manifest(root: Path, **changes) -> None:
     manifest.update(changes)
     manifest["files"] = [file_entry(str(root), e["path"]) for e in manifest["files"]]
     manifest["dataset_hash"] = dataset_hash(manifest["files"])
+    manifest.pop("manifest_digest")
+    manifest["manifest_digest"] = manifest_digest(manifest)
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
@@ -237,7 +239,7 @@ def test_validate_reports_a_missing_parquet_file(copy):
     assert problems[0] == "data/clips/part-00000.parquet: listed in manifest.json but missing"
 
 
-def test_validate_reports_stray_files_but_ignores_card_report_and_work(copy):
+def test_validate_reports_stray_files_and_edited_card_and_report_but_ignores_work(copy):
     root = copy()
     (root / "shards" / "train-000099.tar").write_bytes(b"")
     shutil.copy(root / "data" / "clips" / "part-00000.parquet", root / "data" / "clips" / "part-00001.parquet")
@@ -245,8 +247,11 @@ def test_validate_reports_stray_files_but_ignores_card_report_and_work(copy):
     (root / "report.html").write_text("<p>old</p>\n")
     (root / ".work").mkdir()
     (root / ".work" / "leftover.json").write_text("{}")
-    assert sorted(validate_release(str(root))) == [
+    problems = sorted(validate_release(str(root)))
+    assert [p.split(" is ")[0] for p in problems] == [
+        "README.md: sha256", "README.md: size",
         "data/clips/part-00001.parquet: not listed in manifest.json (stray file)",
+        "report.html: sha256", "report.html: size",
         "shards/train-000099.tar: not listed in manifest.json (stray file)",
     ]
 
@@ -298,6 +303,8 @@ def test_validate_reports_a_wrong_dataset_hash_and_counts(copy):
     expected = dataset_hash(manifest["files"])
     assert validate_release(str(root)) == [
         f"manifest.json: dataset_hash is {'0' * 64}, its files hash to {expected}",
+        f"manifest.json: manifest_digest is {manifest['manifest_digest']}, its content hashes to "
+        f"{manifest_digest(manifest)} (the manifest was edited after the build)",
         f"manifest.json: counts.clips is {manifest['counts']['clips']}, table clips has "
         f"{manifest['counts']['clips'] - 1} rows",
     ]
@@ -498,18 +505,16 @@ def test_publish_uses_the_manifest_name_and_version_and_refuses_an_invalid_relea
         publish(str(root), "someone/corpus", dry_run=True)
 
 
-def test_publish_writes_a_missing_card_only_in_a_real_run(copy, monkeypatch):
+def test_publish_refuses_a_release_whose_card_is_missing_until_it_is_written_again(copy):
     root = copy()
+    card = (root / "README.md").read_bytes()
     (root / "README.md").unlink()
+    with pytest.raises(ReleaseInvalid, match="README.md: listed in manifest.json but missing"):
+        publish(str(root), "someone/corpus", dry_run=True)
+    write_card(str(root))  # the card is made from the manifest: the same bytes come back
+    assert (root / "README.md").read_bytes() == card
     plan = publish(str(root), "someone/corpus", dry_run=True)
-    card = next(f for f in plan.files if f.path_in_repo == "README.md")
-    assert card.generated and not (root / "README.md").exists()
-    fake = FakeHub(monkeypatch)
-    monkeypatch.setenv("HF_TOKEN", SECRET)
-    publish(str(root), "someone/corpus")
-    assert "README.md" in {op.path_in_repo for op in fake.named("create_commit")[-1]["operations"]}
-    assert (root / "README.md").read_text() == render_card(str(root))
-    assert len((root / "README.md").read_bytes()) == card.bytes
+    assert not next(f for f in plan.files if f.path_in_repo == "README.md").generated
 
 
 def test_histogram_of_values_equal_up_to_rounding_is_one_bin():

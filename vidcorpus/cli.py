@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 
 from vidcorpus.config import ConfigError, load_config
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     try:
-        return COMMANDS[args.command](args)
+        return run_interruptible(COMMANDS[args.command], args)
     except Exception as exc:  # noqa: BLE001 - one plain paragraph; -v adds the traceback
         from vidcorpus.pipelines.errors import original_message
         logging.getLogger("vidcorpus").debug("traceback", exc_info=True)
@@ -112,6 +114,40 @@ def _add_commands(commands, flags: argparse.ArgumentParser) -> None:
     _config_args(ab)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+STOPPED = ("finished videos are kept in the work directory; run the same command again to resume "
+           "(a half-written release is never left looking finished)")
+SIGNAL_EXITS = {signal.SIGINT: ("interrupted (Ctrl-C)", 130, KeyboardInterrupt),
+                signal.SIGTERM: ("terminated (SIGTERM)", 143, Terminated)}
+
+
+def run_interruptible(command, args) -> int:
+    """Run a command; Ctrl-C and SIGTERM end it with one line (what is kept, how to resume) and
+    exit 130 / 143. The signal is remembered, because the pipeline runner re-raises the interrupt
+    it sees as an exception of its own."""
+    received: list[int] = []
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        logging.disable(logging.CRITICAL)  # the runner logs the interrupt it sees as an error
+        raise SIGNAL_EXITS[signum][2]()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in SIGNAL_EXITS}
+    try:
+        return command(args)
+    except BaseException:
+        if not received:
+            raise
+        what, code, _ = SIGNAL_EXITS[received[0]]
+        return _fail(f"{what}; {STOPPED}", code)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML recipe (default: the embedded local recipe)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -129,14 +165,18 @@ def _build(args) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     from vidcorpus.pipelines.build import build
+    from vidcorpus.pipelines.lock import BuildLocked
     from vidcorpus.pipelines.preflight import CannotStart
     from vidcorpus.release.layout import ReleaseExists
+    from vidcorpus.storage import DiskFull
 
     try:
         summary = build(args.input, args.output, cfg, name=args.name,
                         version=args.version, retry_failed=args.retry_failed, allow_empty=args.allow_empty)
-    except (ReleaseExists, CannotStart) as exc:  # known before the pipeline started; the rest: main
+    except (ReleaseExists, CannotStart, BuildLocked) as exc:  # known before the pipeline started; the rest: main
         return _fail(str(exc))
+    except DiskFull as exc:
+        return _fail(str(exc), 1)
     _print_summary(summary)
     return 0
 
@@ -200,8 +240,12 @@ def _validate(args) -> int:
 
 def _report(args) -> int:
     from vidcorpus.publish.report import write_report
+    from vidcorpus.release.manifest import is_sealed, seal_manifest
+    from vidcorpus.release.reader import read_manifest
 
     print(write_report(args.release))
+    if is_sealed(read_manifest(args.release)):
+        seal_manifest(args.release)  # the manifest lists report.html with its new checksum
     return 0
 
 
@@ -263,5 +307,19 @@ def _llm(args) -> int:
 COMMANDS = {"build": _build, "demo": _demo, "validate": _validate, "report": _report, "publish": _publish,
             "inspect": _inspect, "export": _export, "llm": _llm, "models": _models}
 
+
+
+def entry() -> None:
+    """The console script: `main`, then an immediate exit once everything is flushed. Libraries
+    leave native threads running (Arrow's thread pool, gRPC's, jemalloc's); tearing the
+    interpreter down around them could abort in the C++ runtime (`terminate called without an
+    active exception`, exit 134) after the command had already printed its result."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -6,10 +6,13 @@ under its final name.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
+import shutil
 import threading
 from typing import IO
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -24,10 +27,32 @@ def is_local(uri: str) -> bool:
 
 
 def local_path(uri: str) -> str:
-    return uri[len("file://"):] if uri.startswith("file://") else uri
+    """The operating-system path of a local URI; `file://` URIs are percent-decoded to the exact
+    bytes of the name (`os.fsdecode`), so any name the file system allows round-trips."""
+    if uri.startswith("file://"):
+        return os.fsdecode(unquote_to_bytes(uri[len("file://"):]))
+    return uri
+
+
+def uri_of_path(path: str) -> str:
+    """A local path as text that can be stored anywhere: the path itself when its name is valid
+    UTF-8, else a percent-encoded `file://` URI (lossless, and readable where the name is)."""
+    raw = os.fsencode(path)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "file://" + quote_from_bytes(raw, safe="/!$&'()*+,;=:@-._~")
+    return path
+
+
+def _fs_uri(uri: str) -> str:
+    """What Beam FileSystems understands: local URIs as plain paths."""
+    return local_path(uri) if is_local(uri) else uri
 
 
 def open_read(uri: str) -> IO[bytes]:
+    if is_local(uri):
+        return open(local_path(uri), "rb")
     return FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
@@ -37,11 +62,16 @@ def read_bytes(uri: str) -> bytes:
 
 
 def exists(uri: str) -> bool:
-    return FileSystems.exists(uri)
+    return FileSystems.exists(_fs_uri(uri))
 
 
 def size_of(uri: str) -> int:
-    return FileSystems.match([uri])[0].metadata_list[0].size_in_bytes
+    if is_local(uri):
+        return os.stat(local_path(uri)).st_size
+    found = FileSystems.match([uri])[0].metadata_list
+    if not found:
+        raise FileNotFoundError(f"no such file: {uri}")
+    return found[0].size_in_bytes
 
 
 def makedirs(uri: str) -> None:
@@ -80,3 +110,54 @@ class open_write:
 def delete(uri: str) -> None:
     if exists(uri):
         FileSystems.delete([uri])
+
+
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM, errno.EAGAIN,
+                              errno.EBUSY, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED,
+                              errno.ECONNABORTED, errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTUNREACH,
+                              errno.ESTALE, errno.EROFS, errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+"""Errors of the machine or the network, not of the file's content: they may not recur."""
+
+
+class DiskFull(OSError):
+    """No space left where the build writes: the build stops, and the same command resumes it."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in causes(exc))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` may not happen again on a retry (disk full, I/O or permission error, network,
+    timeout, a storage service's 5xx/429), so a failure it caused must never be staged as final."""
+    for e in causes(exc):
+        if isinstance(e, (TimeoutError, ConnectionError)):
+            return True
+        if isinstance(e, OSError) and e.errno in TRANSIENT_ERRNOS:
+            return True
+        code = getattr(e, "code", None) or getattr(getattr(e, "response", None), "status_code", None)
+        if isinstance(code, int) and (code == 429 or 500 <= code < 600):
+            return True
+    return False
+
+
+def causes(exc: BaseException | None):
+    """`exc` and the exceptions it was raised from or during, outermost first."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def free_bytes(uri: str) -> int | None:
+    """Free space on the file system holding local `uri` (its nearest existing folder)."""
+    if not is_local(uri):
+        return None
+    path = local_path(uri)
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        return shutil.disk_usage(path or ".").free
+    except OSError:
+        return None

@@ -43,6 +43,8 @@ class ProbeConfig(Section):
     max_duration_s: float = Field(24 * 3600.0, gt=0)
     max_pixels: int = Field(8192 * 8192, gt=0)
     """Larger frames (width × height) are rejected as absurd before any decoding."""
+    timeout_s: float = Field(120.0, gt=0)
+    """Wall-clock limit for opening and probing one input; a stuck read becomes a failures row."""
 
 
 class DecodeConfig(Section):
@@ -54,6 +56,9 @@ class DecodeConfig(Section):
     """Decoder threads; 0 lets FFmpeg choose."""
     min_coverage: float = Field(0.9, ge=0, le=1)
     """A decode that stops short of this share of the container duration is a failure."""
+    timeout_s: float = Field(6 * 3600.0, gt=0)
+    """Wall-clock limit for one video's decode pass; past it (a stuck read, a pathological file)
+    the video becomes a failures row, retried by the next run."""
 
 
 class ScenesConfig(Section):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -17,7 +18,7 @@ import av
 import cv2
 import numpy as np
 
-from vidcorpus.media.errors import DecodeError
+from vidcorpus.media.errors import DecodeError, WatchdogTimeout
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,9 @@ class FrameStream:
     first frame, `time_base` converts pts to seconds."""
 
     def __init__(self, container: av.container.InputContainer, working_size: int, threads: int = 0,
-                 sar: float = 1.0):
+                 sar: float = 1.0, timeout_s: float | None = None):
         self.container = container
+        self.timeout_s = timeout_s
         self.stream = container.streams.video[0]
         self.stream.thread_type = "AUTO"
         self.stream.codec_context.thread_count = threads
@@ -136,7 +138,8 @@ class FrameStream:
     def __iter__(self) -> Iterator[StreamFrame]:
         # The decode thread only decodes (its pace is the pass's pace); scaling runs here.
         scale = None
-        for index, (pts, t, frame) in enumerate(read_ahead(self._decoded(), READ_AHEAD, CHUNK)):
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
+        for index, (pts, t, frame) in enumerate(read_ahead(self._decoded(), READ_AHEAD, CHUNK, deadline)):
             if scale is None:
                 scale = WorkingScaler(frame.width, frame.height, self.working_size)
             small, luma = scale(frame)
@@ -172,10 +175,12 @@ class _Raised:
         self.exc = exc
 
 
-def read_ahead(items: Iterator, depth: int, chunk: int = 1) -> Iterator:
+def read_ahead(items: Iterator, depth: int, chunk: int = 1, deadline: float | None = None) -> Iterator:
     """Yield `items`, produced by a background thread in lists of `chunk`, at most `depth` lists
     ahead; an exception in the producer is raised in the consumer (the unfinished list is
-    dropped), and a consumer that stops early stops the producer."""
+    dropped), and a consumer that stops early stops the producer. Past `deadline` (monotonic
+    seconds) the consumer raises WatchdogTimeout, also while the producer is stuck in a read
+    (that thread is then left behind; it is a daemon)."""
     slots: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     end = object()
@@ -199,10 +204,19 @@ def read_ahead(items: Iterator, depth: int, chunk: int = 1) -> Iterator:
             put(_Raised(exc))
 
     worker = threading.Thread(target=produce, name="decode", daemon=True)
-    worker.start()
+    stuck = False
     try:
+        worker.start()
         while True:
-            item = slots.get()
+            try:
+                item = slots.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                stuck = True
+                raise WatchdogTimeout("decoding ran past decode.timeout_s (a stuck read or a pathological "
+                                      "file); the next run tries this video again") from None
+            if deadline is not None and time.monotonic() > deadline:
+                stuck = True
+                raise WatchdogTimeout("decoding ran past decode.timeout_s; the next run tries this video again")
             if item is end:
                 return
             if isinstance(item, _Raised):
@@ -210,7 +224,8 @@ def read_ahead(items: Iterator, depth: int, chunk: int = 1) -> Iterator:
             yield from item
     finally:
         stop.set()
-        worker.join()
+        if worker.ident is not None:  # started (an interrupt may land inside start())
+            worker.join(timeout=1.0 if stuck else None)
 
 
 def chunks(items: Iterator, size: int) -> Iterator[list]:

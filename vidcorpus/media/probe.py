@@ -12,15 +12,20 @@ from typing import Any
 import av
 
 from vidcorpus.config.build import ProbeConfig
-from vidcorpus.media.errors import AbsurdInput, EmptyFile, NotAVideo, NoVideoStream
+from vidcorpus.media.errors import AbsurdInput, EmptyFile, ImplausibleTiming, NotAVideo, NoVideoStream
+
+RATE_MISMATCH = 2.0
+"""Frame count ÷ frame rate may differ from the header duration by this factor (either way)
+before the container's timing is called implausible."""
 
 
-def open_container(source: Any, size_bytes: int) -> av.container.InputContainer:
-    """Open `source` (a local path or a binary file object) with PyAV."""
+def open_container(source: Any, size_bytes: int, timeout_s: float | None = None) -> av.container.InputContainer:
+    """Open `source` (a local path or a binary file object) with PyAV; with `timeout_s`, FFmpeg
+    gives up on any single open or read that waits longer."""
     if size_bytes == 0:
         raise EmptyFile("file is empty (0 bytes)")
     try:
-        return av.open(source, mode="r", metadata_errors="ignore")
+        return av.open(source, mode="r", metadata_errors="ignore", timeout=timeout_s)
     except av.error.FFmpegError as exc:
         raise NotAVideo(f"not a readable media file: {exc}") from None
 
@@ -40,6 +45,7 @@ def probe(container: av.container.InputContainer, size_bytes: int, cfg: ProbeCon
     if width * height > cfg.max_pixels:
         raise AbsurdInput(f"frame size {width}x{height} is over probe.max_pixels={cfg.max_pixels}")
     duration = header_duration(container, stream)
+    check_timing(stream, duration)
     if duration is not None and duration > cfg.max_duration_s:
         raise AbsurdInput(f"duration {duration:.0f} s is over probe.max_duration_s={cfg.max_duration_s:.0f}")
     sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio or Fraction(1)
@@ -68,3 +74,20 @@ def header_duration(container: av.container.InputContainer, stream: av.video.str
     if container.duration:
         return container.duration / av.time_base
     return None
+
+
+def check_timing(stream: av.video.stream.VideoStream, duration: float | None) -> None:
+    """Raise ImplausibleTiming when the header's clock cannot be right: a time base of a second
+    or more per tick (a zero or missing time scale), or a frame count and rate that disagree with
+    the duration (zero or absurd frame durations)."""
+    if stream.time_base is not None and stream.time_base >= 1:
+        raise ImplausibleTiming(f"the video track's time scale is {stream.time_base.denominator} tick(s) per "
+                                f"{stream.time_base.numerator} s, so its timestamps are meaningless (a zero or "
+                                "missing time scale in the header); re-mux the file with correct timing")
+    rate, frames = stream.average_rate, stream.frames
+    if duration and rate and frames > 1:
+        implied = frames / float(rate)
+        if not 1 / RATE_MISMATCH <= implied / duration <= RATE_MISMATCH:
+            raise ImplausibleTiming(f"the header says {frames} frames at {float(rate):.3g} frames/s ({implied:.1f} s) "
+                                    f"but a duration of {duration:.2f} s: its frame durations are zero or wrong; "
+                                    "re-mux the file with correct timing")

@@ -27,6 +27,7 @@ from vidcorpus.pipelines.annotate import Annotate, AnnotateOnWorker
 from vidcorpus.pipelines.discover import Identify, discover, pick_one
 from vidcorpus.pipelines.embed import EmbedCandidates, join_embeddings, text_embeddings
 from vidcorpus.pipelines.groups import GroupFootage
+from vidcorpus.pipelines.lock import BuildLock
 from vidcorpus.pipelines.preflight import CannotStart, check_clip, check_inputs
 from vidcorpus.pipelines.progress import Progress
 from vidcorpus.pipelines.scan import Scan
@@ -44,7 +45,7 @@ from vidcorpus.pipelines.write import (
 from vidcorpus.publish.card import write_card
 from vidcorpus.publish.report import write_report
 from vidcorpus.release.layout import MANIFEST, ReleaseExists, clear_release, release_paths
-from vidcorpus.release.manifest import write_manifest
+from vidcorpus.release.manifest import is_sealed, seal_manifest, write_manifest
 from vidcorpus.runners import local_runner
 
 log = logging.getLogger(__name__)
@@ -104,17 +105,30 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
           name: str | None = None, version: str | None = None, retry_failed: bool = False,
           allow_empty: bool = False) -> BuildSummary:
     """Build a release; everything known before running (no inputs, CLIP weights missing, a
-    finished version) fails here within seconds, before the pipeline starts."""
+    finished version, another build of this output) fails here within seconds, before the
+    pipeline starts. A full disk anywhere stops the build with one message."""
     try:
         cfg = for_runner(cfg)
         release, work_dir = release_paths(output, name, version)
         uris, skipped = discover(input_spec, cfg.input)
     except (FileNotFoundError, ValueError) as exc:
         raise CannotStart(str(exc)) from exc
-    if name is not None and storage.exists(storage.join(release, MANIFEST)):
-        raise ReleaseExists(f"{release} is a finished release and is never modified; choose a new --version")
     check_inputs(input_spec, uris, skipped, allow_empty)
     check_clip(cfg)
+    try:
+        with BuildLock(work_dir):
+            return _build_locked(uris, skipped, release, work_dir, cfg, options, name, version, retry_failed)
+    except Exception as exc:
+        if storage.is_disk_full(exc) or "[Errno 28]" in str(exc):  # the runner may re-raise it as text
+            raise disk_full(work_dir) from None
+        raise
+
+
+def _build_locked(uris: list[str], skipped: list[str], release: str, work_dir: str, cfg: BuildConfig,
+                  options: PipelineOptions | None, name: str | None, version: str | None,
+                  retry_failed: bool) -> BuildSummary:
+    if name is not None and is_finished(release):
+        raise ReleaseExists(f"{release} is a finished release and is never modified; choose a new --version")
     if name is None and storage.exists(storage.join(release, MANIFEST)):
         log.warning("replacing the earlier release at %s (a named --version is never replaced)", release)
     if skipped:
@@ -133,9 +147,30 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
     try:
         write_report(release)
     except Exception as exc:  # noqa: BLE001 - the release is complete; the report can be redone
+        if storage.is_disk_full(exc):
+            raise
         log.warning("report.html not written (%s: %s); run `vidcorpus report %s`", type(exc).__name__, exc, release)
-    manifest = json.loads(storage.read_bytes(storage.join(release, MANIFEST)))
+    manifest = seal_manifest(release)
     return BuildSummary(release, manifest["counts"], manifest["dataset_hash"], skipped, stages_off)
+
+
+def is_finished(release: str) -> bool:
+    """A release whose manifest is sealed (written last, after the card and the report)."""
+    uri = storage.join(release, MANIFEST)
+    if not storage.exists(uri):
+        return False
+    try:
+        return is_sealed(json.loads(storage.read_bytes(uri)))
+    except ValueError:
+        return False
+
+
+def disk_full(work_dir: str) -> storage.DiskFull:
+    """A full disk anywhere (lock, scan, write, card, seal) stops the build with one message."""
+    free = storage.free_bytes(work_dir)
+    room = f"{free / 2**20:.0f} MiB free" if free is not None else "free space unknown"
+    return storage.DiskFull(f"no space left on the device holding {work_dir} ({room}); what is done is kept: "
+                            "free some space and run the same command again to resume")
 
 
 def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: BuildConfig,

@@ -21,21 +21,21 @@ from apache_beam.metrics import Metrics
 from vidcorpus import storage
 from vidcorpus.config import BuildConfig
 from vidcorpus.media.decode import FrameStream, Geometry
-from vidcorpus.media.errors import DecodeError, TruncatedVideo
+from vidcorpus.media.errors import DecodeError, ImplausibleTiming, TruncatedVideo
 from vidcorpus.media.framestats import FrameStatistics
-from vidcorpus.media.probe import open_container, probe
+from vidcorpus.media.probe import RATE_MISMATCH, open_container, probe
 from vidcorpus.media.scenes import MODEL_DETECTORS, SceneCutter
 from vidcorpus.media.shotframes import SHOT_FRAMES, ShotFrames, ShotFrameWriter
 from vidcorpus.pipelines.discover import Input
 from vidcorpus.pipelines.staging import (
     VideoResult,
+    failed_result,
     load_staged_result,
     result_fingerprint,
     stage_result,
     staging_dir,
-    video_result,
+    with_current_uri,
 )
-from vidcorpus.schemas.records import failure_row
 from vidcorpus.scoring.footage import FootageSignature
 from vidcorpus.scoring.keyframes import Candidate, CandidateSpool
 
@@ -89,7 +89,8 @@ class Scanned:
 
 def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: CandidateSpool,
                 shots: ShotFrameWriter | None = None) -> PassResult:
-    frames = FrameStream(container, cfg.decode.working_size, cfg.decode.threads, header["sample_aspect_ratio"])
+    frames = FrameStream(container, cfg.decode.working_size, cfg.decode.threads, header["sample_aspect_ratio"],
+                         cfg.decode.timeout_s)
     cutter = SceneCutter(cfg.scenes, header["header_fps"] or 0)
     statistics = FrameStatistics()
     signature = FootageSignature()
@@ -138,7 +139,7 @@ def scan_video(item: Input, cfg: BuildConfig, work_dir: str) -> Scanned | VideoR
                 (storage.open_write(shots_uri) if wants_shots else nullcontext()) as shots_file:
             spool = CandidateSpool(cfg.keyframes, spool_file)
             shots = ShotFrameWriter(shots_file) if wants_shots else None
-            with open_container(open_source(item.uri), item.size) as container:
+            with open_container(open_source(item.uri), item.size, cfg.probe.timeout_s) as container:
                 header = probe(container, item.size, cfg.probe)
                 stage = "decode"
                 result = decode_pass(container, header, cfg, spool, shots)
@@ -147,11 +148,14 @@ def scan_video(item: Input, cfg: BuildConfig, work_dir: str) -> Scanned | VideoR
         return Scanned(item, header, result, spool.candidates, spool_uri, shot_frames)
     except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
         log.warning("%s failed at %s: %s: %s", item.uri, stage, type(exc).__name__, exc)
-        return video_result(failures=[failure_row(item.uri, stage, exc, item.video_id)])
+        return failed_result(item.uri, stage, exc, item.video_id)
 
 
 def _check_coverage(header: dict[str, Any], result: PassResult, min_coverage: float) -> None:
     expected = header["header_duration_s"]
+    if expected and result.end_time > RATE_MISMATCH * expected + 1:
+        raise ImplausibleTiming(f"the frames' timestamps span {result.end_time:.2f} s of a {expected:.2f} s video: "
+                                "its frame durations are wrong; re-mux the file with correct timing")
     if expected and result.end_time < min_coverage * expected:
         raise TruncatedVideo(f"decoded {result.end_time:.2f} s of a {expected:.2f} s video "
                              f"(under decode.min_coverage={min_coverage}); the file is truncated or corrupt")
@@ -161,8 +165,8 @@ class Scan(beam.DoFn):
     """Input → Scanned, or the staged result of an earlier run (resume), or a failure result.
 
     A staged failure (a video that produced nothing) is final for its config unless
-    `retry_failed`: then the video is processed again, for failures that may not recur (a
-    storage read error)."""
+    `retry_failed`: then the video is processed again. Failures that may not recur (disk,
+    permission, network, timeouts) are never staged, so the next run tries again by itself."""
 
     def __init__(self, cfg: BuildConfig, work_dir: str, retry_failed: bool = False):
         self.cfg, self.work_dir, self.retry_failed = cfg, work_dir, retry_failed
@@ -174,7 +178,7 @@ class Scan(beam.DoFn):
         staged = load_staged_result(self.work_dir, item.video_id, self.fingerprint)
         if staged is not None and (staged["video"] or not self.retry_failed):
             self.resumed.inc()
-            yield beam.pvalue.TaggedOutput("done", staged)
+            yield beam.pvalue.TaggedOutput("done", with_current_uri(staged, item.uri))
             return
         self.scanned.inc()
         out = scan_video(item, self.cfg, self.work_dir)

@@ -22,7 +22,14 @@ from vidcorpus.media.clips import can_copy, copy_clip, reencode_clips
 from vidcorpus.media.scenes import plan_scenes, split_long
 from vidcorpus.pipelines.embed import Embeddings
 from vidcorpus.pipelines.scan import Scanned, open_source
-from vidcorpus.pipelines.staging import VideoResult, result_fingerprint, stage_result, staging_dir, video_result
+from vidcorpus.pipelines.staging import (
+    VideoResult,
+    failed_result,
+    result_fingerprint,
+    stage_result,
+    staging_dir,
+    video_result,
+)
 from vidcorpus.schemas import RecordError, check_record
 from vidcorpus.schemas.records import failure_row
 from vidcorpus.scoring.keyframes import Candidate, select_uniform
@@ -66,7 +73,7 @@ def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings:
         _validate(outcome, item.uri)
     except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
         log.warning("%s failed at %s: %s: %s", item.uri, stage, type(exc).__name__, exc)
-        outcome = video_result(failures=[failure_row(item.uri, stage, exc, item.video_id)])
+        outcome = failed_result(item.uri, stage, exc, item.video_id)
     return outcome
 
 

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, TypedDict
 
 from vidcorpus import storage
 from vidcorpus.config import BuildConfig, config_to_dict
+from vidcorpus.schemas.records import failure_row
 
 RESULT = "result.json"
 RESULT_SECTIONS = ("input", "ids", "probe", "decode", "scenes", "keyframes", "clips", "clip", "shards")
@@ -32,6 +33,8 @@ class VideoResult(TypedDict, total=False):
     probes: Dict[str, str]
     signature: Dict[str, Any] | None
     fingerprint: str
+    retry: bool
+    """Its failure may not recur (disk, permission, network, timeout): never staged as final."""
 
 
 def video_result(video: dict[str, Any] | None = None, clips: list[dict[str, Any]] | None = None,
@@ -41,6 +44,26 @@ def video_result(video: dict[str, Any] | None = None, clips: list[dict[str, Any]
     media), failures, and rows of the other tables (frames, annotations, sft, rl)."""
     return {"video": video, "clips": clips or [], "files": files or {}, "failures": failures or [],
             "tables": tables or {}}
+
+
+def failed_result(uri: str, stage: str, exc: BaseException, video_id: str) -> VideoResult:
+    """A video's result when `stage` raised `exc`: one failures row, marked for retry when the
+    error may not recur. A full disk is not one video's failure: it is raised again, so the
+    build stops and the same command resumes it once there is space."""
+    if storage.is_disk_full(exc):
+        raise exc
+    result = video_result(failures=[failure_row(uri, stage, exc, video_id)])
+    if storage.is_transient(exc):
+        result["retry"] = True
+    return result
+
+
+def with_current_uri(result: VideoResult, uri: str) -> VideoResult:
+    """A staged result under the URI its video has in this build (a file renamed since it was
+    staged is recorded under its new name; its content, and so its id, are the same)."""
+    video = result.get("video")
+    failures = [{**f, "uri": uri} if f.get("uri") is not None else f for f in result.get("failures", [])]
+    return {**result, "video": {**video, "uri": uri} if video else video, "failures": failures}
 
 
 def staging_dir(work_dir: str, video_id: str) -> str:
@@ -72,8 +95,11 @@ def load_staged_result(work_dir: str, video_id: str, fingerprint: str) -> VideoR
 
 
 def stage_result(result: VideoResult, fingerprint: str, work_dir: str, video_id: str) -> VideoResult:
-    """The result with its config fingerprint, staged as `result.json` (the done marker)."""
+    """The result with its config fingerprint, staged as `result.json` (the done marker); a
+    result marked `retry` is returned unstaged, so the next run processes the video again."""
     stamped: VideoResult = {**result, "fingerprint": fingerprint}
+    if result.get("retry"):
+        return stamped
     storage.write_bytes(storage.join(staging_dir(work_dir, video_id), RESULT),
                         json.dumps(stamped, sort_keys=True).encode())
     return stamped

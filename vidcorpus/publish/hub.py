@@ -29,7 +29,7 @@ from typing import Any
 from vidcorpus import storage
 from vidcorpus.publish.card import UNKNOWN, render_card, write_card
 from vidcorpus.publish.validate import validate_release
-from vidcorpus.release.layout import CARD, MANIFEST, REPORT
+from vidcorpus.release.layout import CARD, DERIVED_FILES, MANIFEST, REPORT
 from vidcorpus.release.reader import read_manifest, read_table, release_version
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,8 @@ def plan_upload(root: str, repo_id: str, private: bool = False) -> PublishPlan:
     """The exact files a publish sends, sorted by their path in the repository."""
     manifest = read_manifest(root)
     files = [PlannedFile(MANIFEST, storage.join(root, MANIFEST), storage.size_of(storage.join(root, MANIFEST)))]
-    files += [PlannedFile(e["path"], storage.join(root, e["path"]), e["bytes"]) for e in manifest["files"]]
+    files += [PlannedFile(e["path"], storage.join(root, e["path"]), e["bytes"]) for e in manifest["files"]
+              if e["path"] not in DERIVED_FILES]
     files.append(_card_file(root))
     report = storage.join(root, REPORT)
     if storage.exists(report):

@@ -1,15 +1,15 @@
 """Check a release against its own manifest and schemas before anyone trains on it or publishes it.
 
-`validate_release` re-hashes every file the manifest lists, looks for files it does not list,
-re-derives the dataset hash, compares every Parquet file's schema with the declared Arrow schema
+`validate_release` re-hashes every file the manifest lists (the card and the report included),
+reports any other file or folder in the release, re-derives the dataset hash and the manifest's
+digest (so its config, name, version, counts and usage are covered too), compares every Parquet file's schema with the declared Arrow schema
 (names, types, nullability), checks every row with its table's record rules, and opens every
 shard to see that its members belong to rows of its table (clips, or the sft/rl task rows) and
 that each sample's JSON equals its row.
 
-Files outside the manifest by design: `README.md` (the dataset card) and `report.html` are
-written after the manifest, from it, so they cannot be listed in it without a cycle; they are
-derived views that can be regenerated at any time, and validation ignores them. `.work/` is
-the build's staging area and never part of a release.
+The card (`README.md`) and `report.html` are made from the manifest's first version and listed
+when the build seals it (`release.manifest.seal_manifest`); a manifest without its digest is an
+unfinished release. Only `.work/`, the build's staging area, is never part of a release.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 import pyarrow as pa
 
 from vidcorpus import storage
-from vidcorpus.release.layout import DERIVED_FILES, MANIFEST, RELEASE_DIRS, SAMPLE_TABLES, WORK_DIR, shard_table
-from vidcorpus.release.manifest import dataset_hash, file_entry
+from vidcorpus.release.layout import CARD, MANIFEST, SAMPLE_TABLES, WORK_DIR, shard_table
+from vidcorpus.release.manifest import DIGEST, dataset_hash, file_entry, is_sealed, manifest_digest
 from vidcorpus.release.parquet import read_parquet
-from vidcorpus.release.reader import list_files, read_manifest, shard_members, shard_paths, table_paths
+from vidcorpus.release.reader import read_manifest, release_files, shard_members, shard_paths, table_paths
 from vidcorpus.release.webdataset import sample_key
 from vidcorpus.schemas import TABLES, RecordError, check_record
 from vidcorpus.schemas.tables import with_embedding_dim
@@ -67,6 +67,9 @@ def _manifest_shape_problems(manifest: Any) -> list[str]:
     missing = [key for key in ("files", "dataset_hash") if key not in manifest]
     if missing:
         return [f"{MANIFEST}: missing keys {missing}"]
+    if not is_sealed(manifest):
+        return [(f"{MANIFEST}: has no {DIGEST}: the build stopped before the card and report were written "
+                 "(an unfinished release); run the same build command again to finish it")]
     bad = [i for i, e in enumerate(manifest["files"])
            if not isinstance(e, dict) or not {"path", "bytes", "sha256"} <= set(e)]
     return [f"{MANIFEST}: files[{i}] needs path, bytes and sha256" for i in bad]
@@ -79,7 +82,7 @@ def _file_problems(root: str, manifest: dict[str, Any], present: set[str]) -> li
     problems += [f"{MANIFEST}: {path} is listed {n} times" for path, n in sorted(counts.items()) if n > 1]
     for entry in manifest["files"]:
         path = entry["path"]
-        if path.startswith(f"{WORK_DIR}/") or path in DERIVED_FILES or path == MANIFEST:
+        if path.startswith(f"{WORK_DIR}/") or path == MANIFEST:
             problems.append(f"{MANIFEST}: {path} must not be listed (not part of a release's checksummed files)")
             continue
         if not storage.exists(storage.join(root, path)):
@@ -95,16 +98,24 @@ def _file_problems(root: str, manifest: dict[str, Any], present: set[str]) -> li
 
 
 def _unlisted_problems(root: str, manifest: dict[str, Any]) -> list[str]:
-    listed = {e["path"] for e in manifest["files"]}
-    return [f"{path}: not listed in {MANIFEST} (stray file)"
-            for folder in RELEASE_DIRS for path in list_files(root, folder) if path not in listed]
+    listed = {e["path"] for e in manifest["files"]} | {MANIFEST}
+    problems = [f"{path}: not listed in {MANIFEST} (stray {'folder' if path.endswith('/') else 'file'})"
+                for path in release_files(root) if path not in listed]
+    if CARD not in listed:
+        problems.append(f"{MANIFEST}: the dataset card {CARD} is not listed")
+    return problems
 
 
 def _hash_problems(manifest: dict[str, Any]) -> list[str]:
+    problems = []
     expected = dataset_hash(manifest["files"])
     if manifest["dataset_hash"] != expected:
-        return [f"{MANIFEST}: dataset_hash is {manifest['dataset_hash']}, its files hash to {expected}"]
-    return []
+        problems.append(f"{MANIFEST}: dataset_hash is {manifest['dataset_hash']}, its files hash to {expected}")
+    digest = manifest_digest(manifest)
+    if manifest[DIGEST] != digest:
+        problems.append(f"{MANIFEST}: {DIGEST} is {manifest[DIGEST]}, its content hashes to {digest} "
+                        "(the manifest was edited after the build)")
+    return problems
 
 
 def _check_tables(root: str, manifest: dict[str, Any], present: set[str]

@@ -11,7 +11,7 @@ MANIFEST = "manifest.json"
 CARD = "README.md"
 REPORT = "report.html"
 DERIVED_FILES = (CARD, REPORT)
-"""Top-level files made from the manifest after it is written; never listed in it."""
+"""Top-level files made from the manifest after the data; listed in it when it is sealed."""
 RELEASE_DIRS = ("data", "shards", "failures", "probes")
 """The folders a build owns: every file under them must be listed in the manifest."""
 SAMPLE_TABLES = ("sft", "rl")

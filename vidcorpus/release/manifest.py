@@ -1,6 +1,12 @@
-"""Manifest: what a release holds and how it was made, with a checksum per file and one
-dataset hash over them all. Nothing time- or host-dependent goes in, so identical builds
-give identical manifests."""
+"""Manifest: what a release holds and how it was made, with a checksum per file, one dataset
+hash over the data files, and a digest over the manifest's own content. Nothing time- or
+host-dependent goes in, so identical builds give identical manifests.
+
+It is written twice. The build's last pipeline step writes it with the data files; the card and
+the report are then made from it, and `seal_manifest` adds their checksums and the
+`manifest_digest` (over config, name, version, counts, usage, files: everything). Only a sealed
+manifest marks a finished release, so a build killed before the seal is completed by a rerun.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,9 @@ from importlib import metadata
 from typing import Any, Iterable
 
 from vidcorpus import __version__, storage
-from vidcorpus.release.layout import MANIFEST
+from vidcorpus.release.layout import DERIVED_FILES, MANIFEST
+
+DIGEST = "manifest_digest"
 
 RECORDED_PACKAGES = ("apache-beam", "av", "scenedetect", "opencv-python-headless", "numpy", "pyarrow",
                      "webdataset", "pydantic", "open_clip_torch", "torch", "openai")
@@ -26,8 +34,10 @@ def file_entry(root: str, relpath: str) -> dict[str, Any]:
 
 
 def dataset_hash(files: Iterable[dict[str, Any]]) -> str:
+    """sha256 over the path and sha256 of every data file (the card and report, views made from
+    the manifest that quote this hash, are covered by `manifest_digest` instead)."""
     h = hashlib.sha256()
-    for entry in sorted(files, key=lambda e: e["path"]):
+    for entry in sorted((e for e in files if e["path"] not in DERIVED_FILES), key=lambda e: e["path"]):
         h.update(f"{entry['path']}\0{entry['sha256']}\n".encode())
     return h.hexdigest()
 
@@ -55,5 +65,33 @@ def write_manifest(root: str, config: dict[str, Any], counts: dict[str, Any], fi
         "files": files,
         "dataset_hash": dataset_hash(files),
     }
-    storage.write_bytes(storage.join(root, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    _store(root, manifest)
     return manifest
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON without the digest itself."""
+    content = {k: v for k, v in manifest.items() if k != DIGEST}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def is_sealed(manifest: dict[str, Any]) -> bool:
+    return DIGEST in manifest
+
+
+def seal_manifest(root: str) -> dict[str, Any]:
+    """List the card and the report (those present) with their checksums and add the digest of
+    the whole manifest: the release's last write, after which it is finished."""
+    uri = storage.join(root, MANIFEST)
+    manifest = json.loads(storage.read_bytes(uri))
+    files = [e for e in manifest["files"] if e["path"] not in DERIVED_FILES]
+    files += [file_entry(root, name) for name in DERIVED_FILES if storage.exists(storage.join(root, name))]
+    manifest = {k: v for k, v in manifest.items() if k != DIGEST}
+    manifest["files"] = sorted(files, key=lambda e: e["path"])
+    manifest[DIGEST] = manifest_digest(manifest)
+    _store(root, manifest)
+    return manifest
+
+
+def _store(root: str, manifest: dict[str, Any]) -> None:
+    storage.write_bytes(storage.join(root, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())

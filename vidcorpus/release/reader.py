@@ -4,6 +4,7 @@ the report and the Hub upload, so every tool sees a release the same way."""
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from typing import Any, Iterator
 
@@ -11,7 +12,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from vidcorpus import storage
-from vidcorpus.release.layout import MANIFEST, table_of
+from vidcorpus.release.layout import MANIFEST, WORK_DIR, table_of
 from vidcorpus.release.parquet import read_parquet, read_parquet_schema
 from vidcorpus.release.webdataset import read_shard
 
@@ -67,6 +68,23 @@ def skipped_stages(manifest: dict[str, Any]) -> dict[str, str]:
 def shard_members(root: str, relpath: str) -> Iterator[tuple[str, bytes]]:
     """(member name, bytes) of one of the release's tar shards, streamed in file order."""
     return read_shard(storage.join(root, relpath))
+
+
+def release_files(root: str) -> list[str]:
+    """Paths relative to `root` of every file in a release (any folder, hidden ones too), the
+    work directory `.work/` excepted."""
+    if not storage.is_local(root):
+        return [p for p in list_files(root, "") if not p.startswith(f"{WORK_DIR}/")]
+    base = storage.local_path(root)
+    found = []
+    for folder, dirs, files in os.walk(base):
+        rel = os.path.relpath(folder, base)
+        dirs[:] = sorted(d for d in dirs if not (rel == "." and d == WORK_DIR))
+        found += [os.path.normpath(os.path.join(rel, f)) for f in files]
+        if rel != "." and not files and not dirs:
+            found.append(rel + "/")  # an empty folder
+        found += [os.path.normpath(os.path.join(rel, d)) + "/" for d in dirs if os.path.islink(os.path.join(folder, d))]
+    return sorted(storage.uri_of_path(p) for p in found)
 
 
 def list_files(root: str, folder: str) -> list[str]:
