@@ -82,12 +82,12 @@ def test_transient_errors_are_never_final(inputs, cfg, clean, tmp_path, monkeypa
     assert tree_digest(out) == tree_digest(clean)
 
 
-def test_a_second_build_into_the_same_output_refuses_at_once(clean, tmp_path):
+def test_a_second_build_into_the_same_output_refuses_at_once(inputs, clean, tmp_path):
     out = tmp_path / "release"
     shutil.copytree(clean, out)
     before = tree_digest(out)
     with BuildLock(str(out / ".work")):  # a build of this process is running
-        second = subprocess.run([sys.executable, "-m", "vidcorpus.cli", "build", "--input", str(REPO / "configs"),
+        second = subprocess.run([sys.executable, "-m", "vidcorpus.cli", "build", "--input", str(inputs),
                                  "--output", str(out), "--config", str(TINY)], cwd=REPO, env=ENV,
                                 capture_output=True, text=True, check=False)
     assert second.returncode == 2

@@ -37,7 +37,7 @@ from vidcorpus.pipelines.build import build
 from vidcorpus.publish import ReleaseInvalid, hub, plan_upload, publish, render_card, report, write_card
 from vidcorpus.publish.card import PLACEHOLDER, hub_license, size_category
 from vidcorpus.publish.charts import histogram, percentiles
-from vidcorpus.publish.report import readable, render_report, verdict_of, write_report
+from vidcorpus.publish.report import readable, render_report, verdict_of
 from vidcorpus.publish.validate import validate_release
 from vidcorpus.release.manifest import dataset_hash, file_entry, manifest_digest
 from vidcorpus.schemas import TABLES
@@ -53,7 +53,7 @@ SECRET = "hf_not_a_real_token_0123456789"
 
 
 def make_release(root: Path, clip: bool = True, llm: bool = True) -> Path:
-    """Build a small release (two videos, one bad input), then write its card and report."""
+    """Build a small release (two videos, one bad input); the build writes its card and report."""
     inputs = root / "videos"
     inputs.mkdir(parents=True)
     write_video(str(inputs / "cuts.mp4"), [Scene(30, 1), Scene(25, 2), Scene(35, 3)], size=(160, 120))
@@ -71,8 +71,6 @@ def make_release(root: Path, clip: bool = True, llm: bool = True) -> Path:
         if llm:
             overrides.append(f"llm.base_url={server.base_url}")
         build(str(inputs), str(out), load_config(TINY, overrides))
-    write_card(str(out))
-    write_report(str(out))
     return out
 
 

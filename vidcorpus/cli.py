@@ -200,7 +200,8 @@ def _demo(args) -> int:
     return 0
 
 
-DEMO_SETTINGS = ("tasks.niah.grid.haystack_s=[4, 7]", "tasks.niah.needle_s=[0.5, 1.0]", "tasks.niah.probes_per_video=4")
+DEMO_SETTINGS = ("tasks.niah.grid.haystack_s=[4, 7]", "tasks.niah.needle_s=[0.5, 1.0]", "tasks.niah.probes_per_video=4",
+                 "tasks.niah.multi_counts=[1, 3]")
 """The demo's videos last 3–8 s: haystacks this short let it show NIAH probes too."""
 
 
@@ -239,14 +240,21 @@ def _validate(args) -> int:
 
 
 def _report(args) -> int:
+    print(_rewrite_report(args.release))
+    return 0
+
+
+def _rewrite_report(release: str) -> str:
+    """Write report.html again and, in a finished release, seal the manifest again so that it
+    lists the report (and any other view) with its new checksum."""
     from vidcorpus.publish.report import write_report
     from vidcorpus.release.manifest import is_sealed, seal_manifest
     from vidcorpus.release.reader import read_manifest
 
-    print(write_report(args.release))
-    if is_sealed(read_manifest(args.release)):
-        seal_manifest(args.release)  # the manifest lists report.html with its new checksum
-    return 0
+    path = write_report(release)
+    if is_sealed(read_manifest(release)):
+        seal_manifest(release)
+    return path
 
 
 def _publish(args) -> int:
@@ -288,7 +296,6 @@ def _export(args) -> int:
 def _llm(args) -> int:
     from vidcorpus.config.llm import skipped_reason
     from vidcorpus.publish.ab import run_ab
-    from vidcorpus.publish.report import write_report
 
     try:
         llm = load_config(args.config, args.set).llm
@@ -300,7 +307,7 @@ def _llm(args) -> int:
         print(run_ab(args.release, llm, args.prompt, tuple(args.versions), args.videos))
     except (KeyError, ValueError) as exc:
         return _fail(str(exc).strip("'\""))
-    print(write_report(args.release))
+    print(_rewrite_report(args.release))
     return 0
 
 

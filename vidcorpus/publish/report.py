@@ -35,7 +35,7 @@ from vidcorpus.publish.charts import (
     percentiles,
     stacked_bar_chart_svg,
 )
-from vidcorpus.release.layout import REPORT, shard_table
+from vidcorpus.release.layout import REPORT, is_derived, shard_table
 from vidcorpus.release.reader import read_manifest, read_table, release_title, shard_members, skipped_stages
 from vidcorpus.sizing import Prices
 
@@ -48,6 +48,7 @@ REPORT_COLUMNS = {
                "video_codec", "has_audio"],
     "clips": ["clip_id", "video_id", "split", "duration_s", "start_s", "end_s", "keyframes", "clip_mode", "shard"],
     "annotations": ["kind", "clip_id", "payload", "verdicts", "tokens_in", "tokens_out"],
+    "sft": ["kind", "split"],
     "rl": ["kind", "split"],
     "failures": ["uri", "item_id", "stage", "error_class", "message"],
 }
@@ -85,7 +86,7 @@ def render_report(root: str) -> str:
         videos_section(tables.get("videos")),
         durations_section(tables.get("clips")),
         scenes_section(tables.get("videos"), tables.get("clips")),
-        tasks_section(tables.get("rl"), manifest),
+        tasks_section(tables.get("sft"), tables.get("rl"), manifest),
         files_section(manifest),
         annotations_section(tables.get("annotations"), manifest),
         tokens_section(manifest, tables.get("annotations")),
@@ -146,22 +147,25 @@ def percentile_table(values: Sequence[float], unit: str) -> str:
     return html_table([name for name, _ in stats], [[f"{fmt(round(value, 2))} {unit}" for _, value in stats]])
 
 
-def tasks_section(rl: pa.Table | None, manifest: dict[str, Any]) -> str:
-    kinds = _column(rl, "kind")
+def tasks_section(sft: pa.Table | None, rl: pa.Table | None, manifest: dict[str, Any]) -> str:
+    kinds = _column(sft, "kind") + _column(rl, "kind")
     if not kinds:
         reason = skipped_stages(manifest).get("tasks")
         body = _note("No tasks" + (f" (stage tasks skipped: {reason})." if reason else "."))
     else:
-        by_split = Counter(_column(rl, "split"))
-        body = ("<h3>By kind</h3>\n" + bar_chart_svg(_by_count(Counter(kinds)), "tasks")
-                + "\n<h3>By split</h3>\n" + bar_chart_svg(_by_count(by_split), "tasks"))
-    return f'<section id="tasks"><h2>Tasks (RL samples; SFT has one per task)</h2>\n{body}</section>'
+        by_table = Counter({"sft": len(_column(sft, "kind")), "rl": len(_column(rl, "kind"))})
+        by_split = Counter(_column(sft, "split") + _column(rl, "split"))
+        body = ("<h3>By kind</h3>\n" + bar_chart_svg(_by_count(Counter(kinds)), "samples")
+                + "\n<h3>By table</h3>\n" + bar_chart_svg(_by_count(by_table), "samples")
+                + "\n<h3>By split</h3>\n" + bar_chart_svg(_by_count(by_split), "samples"))
+    return f'<section id="tasks"><h2>Tasks (SFT and RL samples)</h2>\n{body}</section>'
 
 
 def files_section(manifest: dict[str, Any]) -> str:
     groups: dict[str, list[int]] = defaultdict(list)
     for entry in manifest.get("files") or []:
-        groups[_file_group(entry["path"])].append(int(entry["bytes"]))
+        if not is_derived(entry["path"]):  # the report cannot state its own size
+            groups[_file_group(entry["path"])].append(int(entry["bytes"]))
     rows = [(group, len(sizes), fmt_bytes(sum(sizes)), fmt_bytes(max(sizes)))
             for group, sizes in sorted(groups.items())]
     body = html_table(("files", "count", "total", "largest"), rows) if rows else _note("No files.")

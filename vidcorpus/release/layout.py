@@ -12,6 +12,8 @@ CARD = "README.md"
 REPORT = "report.html"
 DERIVED_FILES = (CARD, REPORT)
 """Top-level files made from the manifest after the data; listed in it when it is sealed."""
+DERIVED_DIRS = ("ab",)
+"""Folders of views made from a finished release (`vidcorpus llm ab`); the seal lists their files."""
 RELEASE_DIRS = ("data", "shards", "failures", "probes")
 """The folders a build owns: every file under them must be listed in the manifest."""
 SAMPLE_TABLES = ("sft", "rl")
@@ -43,7 +45,7 @@ def clear_release(root: str) -> None:
     writing anew; the manifest goes first, so a half-cleared release never looks finished."""
     for name in (MANIFEST, *DERIVED_FILES):
         storage.delete(storage.join(root, name))
-    for folder in RELEASE_DIRS:
+    for folder in (*RELEASE_DIRS, *DERIVED_DIRS):
         storage.delete(storage.join(root, folder))
 
 
@@ -64,3 +66,8 @@ def shard_table(relpath: str) -> str:
     `<split>-N.tar` for clips (JSON, keyframe JPEGs, MP4)."""
     prefix = relpath.split("/")[-1].split("-", 1)[0]
     return prefix if prefix in SAMPLE_TABLES else "clips"
+
+
+def is_derived(relpath: str) -> bool:
+    """A view made from the release (card, report, A/B captions), not data the dataset hash covers."""
+    return relpath in DERIVED_FILES or relpath.split("/", 1)[0] in DERIVED_DIRS

@@ -16,7 +16,8 @@ from importlib import metadata
 from typing import Any, Iterable
 
 from vidcorpus import __version__, storage
-from vidcorpus.release.layout import DERIVED_FILES, MANIFEST
+from vidcorpus.release.layout import DERIVED_DIRS, DERIVED_FILES, MANIFEST, is_derived
+from vidcorpus.release.reader import list_files
 
 DIGEST = "manifest_digest"
 
@@ -37,7 +38,7 @@ def dataset_hash(files: Iterable[dict[str, Any]]) -> str:
     """sha256 over the path and sha256 of every data file (the card and report, views made from
     the manifest that quote this hash, are covered by `manifest_digest` instead)."""
     h = hashlib.sha256()
-    for entry in sorted((e for e in files if e["path"] not in DERIVED_FILES), key=lambda e: e["path"]):
+    for entry in sorted((e for e in files if not is_derived(e["path"])), key=lambda e: e["path"]):
         h.update(f"{entry['path']}\0{entry['sha256']}\n".encode())
     return h.hexdigest()
 
@@ -80,12 +81,15 @@ def is_sealed(manifest: dict[str, Any]) -> bool:
 
 
 def seal_manifest(root: str) -> dict[str, Any]:
-    """List the card and the report (those present) with their checksums and add the digest of
-    the whole manifest: the release's last write, after which it is finished."""
+    """List the derived views present (card, report, A/B files) with their checksums and add the
+    digest of the whole manifest: the release's last write, after which it is finished; rewriting
+    a view (`vidcorpus report`, `llm ab`) seals again."""
     uri = storage.join(root, MANIFEST)
     manifest = json.loads(storage.read_bytes(uri))
-    files = [e for e in manifest["files"] if e["path"] not in DERIVED_FILES]
-    files += [file_entry(root, name) for name in DERIVED_FILES if storage.exists(storage.join(root, name))]
+    files = [e for e in manifest["files"] if not is_derived(e["path"])]
+    views = [name for name in DERIVED_FILES if storage.exists(storage.join(root, name))]
+    views += [path for folder in DERIVED_DIRS for path in list_files(root, folder)]
+    files += [file_entry(root, path) for path in views]
     manifest = {k: v for k, v in manifest.items() if k != DIGEST}
     manifest["files"] = sorted(files, key=lambda e: e["path"])
     manifest[DIGEST] = manifest_digest(manifest)
