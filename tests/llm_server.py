@@ -68,6 +68,8 @@ class FakeLLMServer:
     quirks: bool = True
     api_key: str | None = None
     """When set, requests must carry `Authorization: Bearer <api_key>` (else 401)."""
+    models: list[str] | None = None
+    """What `GET /v1/models` lists; None answers 404 there, as endpoints without a listing do."""
 
     def __post_init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
@@ -75,6 +77,10 @@ class FakeLLMServer:
         self._count = 0
         self._in_flight = 0
         self.max_in_flight = 0
+        self.busy_s = 0.0
+        """Sum of every request's time in the server: busy_s / active_s is the average in flight."""
+        self.first_start: float | None = None
+        self.last_end: float | None = None
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
 
@@ -106,6 +112,11 @@ class FakeLLMServer:
         with self._lock:
             return self._count
 
+    @property
+    def active_s(self) -> float:
+        """Seconds from the first request's arrival to the last response."""
+        return (self.last_end - self.first_start) if self.first_start is not None else 0.0
+
     def add_fault(self, fault: Fault) -> None:
         with self._lock:
             self.faults.append(fault)
@@ -113,6 +124,8 @@ class FakeLLMServer:
     def _admit(self, raw: str) -> tuple[int, Fault | None]:
         """Number this request and claim the first fault that applies to it."""
         with self._lock:
+            if self.first_start is None:
+                self.first_start = time.perf_counter()
             self._count += 1
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -124,9 +137,11 @@ class FakeLLMServer:
                     return number, fault
         return number, None
 
-    def _leave(self) -> None:
+    def _leave(self, started: float) -> None:
         with self._lock:
             self._in_flight -= 1
+            self.last_end = time.perf_counter()
+            self.busy_s += self.last_end - started
 
     def _record(self, body: dict[str, Any]) -> None:
         with self._lock:
@@ -148,11 +163,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode("utf-8")
+        started = time.perf_counter()
         number, fault = self.owner._admit(raw)
         try:
             self._respond(raw, number, fault)
         finally:
-            self.owner._leave()
+            self.owner._leave(started)
+
+    def do_GET(self) -> None:
+        server = self.owner
+        if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+            return self._send_json(401, {"error": {"message": "invalid api key", "type": "auth"}})
+        if not self.path.rstrip("/").endswith("/models") or server.models is None:
+            return self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+        self._send_json(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0,
+                                                           "owned_by": "test"} for m in server.models]})
 
     def _respond(self, raw: str, number: int, fault: Fault | None) -> None:
         server = self.owner

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from vidcorpus.annotators.breaker import CIRCUIT_OPEN
+from vidcorpus.annotators.budget import BUDGET_EXHAUSTED
 from vidcorpus.annotators.client import LLMResult, Outcome, Usage
 
 KINDS = ("caption", "summary", "qa", "cot")
@@ -44,7 +46,7 @@ def annotation_record(
         "request_hash": result.request_hash,
         "tokens_in": usage.tokens_in,
         "tokens_out": usage.tokens_out,
-        "cache_hit": result.cache_hit,
+        "cost_usd": round(result.cost_of(usage), 8),
         "verdicts": _json(verdicts or {}),
     }
 
@@ -59,36 +61,76 @@ def split_usage(usage: Usage, n: int) -> list[Usage]:
 
 
 @dataclass
+class RunTotals:
+    """What this run sent for one video: run-dependent (a warm cache sends nothing), so it goes to
+    the manifest's `run` section, never into a table."""
+
+    requests: int = 0
+    """HTTP requests sent, retries and repairs included."""
+    retries: int = 0
+    """HTTP retries of transport errors (429, 5xx, timeouts, dropped connections, cut bodies)."""
+    repairs: int = 0
+    """Repair requests sent after an invalid reply."""
+    cache_hits: int = 0
+    """Calls answered by the cache or by an identical request in flight."""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    budget_exhausted: int = 0
+    circuit_open: int = 0
+
+
+@dataclass
 class UsageTotals:
-    """What annotating one video cost. Tokens count only calls made now, not cache hits."""
+    """What this version's annotations of one video cost (the same whether answered now or from
+    the cache), plus `run`: what this run actually sent for them."""
 
     calls: int = 0
-    cache_hits: int = 0
-    requests: int = 0
-    retries: int = 0
-    repairs: int = 0
     failures: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    cost_usd: float = 0.0
     qa_dropped_duplicate: int = 0
     qa_dropped_blind: int = 0
     qa_dropped_spans: int = 0
+    by_prompt: dict[str, list] = field(default_factory=dict)
+    run: RunTotals = field(default_factory=RunTotals)
 
     def add(self, outcome: Outcome) -> None:
         self.calls += 1
-        self.requests += outcome.attempts
-        self.retries += outcome.retries
-        if outcome.ok:
-            self.cache_hits += outcome.cache_hit
-            self.repairs += outcome.repaired
-        else:
-            self.failures += 1
-        if not (outcome.ok and outcome.cache_hit):
-            self.tokens_in += outcome.usage.tokens_in
-            self.tokens_out += outcome.usage.tokens_out
+        self.failures += not outcome.ok
+        self.tokens_in += outcome.usage.tokens_in
+        self.tokens_out += outcome.usage.tokens_out
+        self.cost_usd += outcome.cost_usd
+        stage = self.by_prompt.setdefault(outcome.prompt_id, [0, 0, 0.0])
+        stage[0] += outcome.usage.tokens_in
+        stage[1] += outcome.usage.tokens_out
+        stage[2] += outcome.cost_usd
+        self._add_run(outcome)
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def _add_run(self, outcome: Outcome) -> None:
+        run = self.run
+        if outcome.cache_hit:
+            run.cache_hits += 1
+            return
+        run.requests += outcome.sent.requests
+        run.retries += outcome.sent.retries
+        run.repairs += outcome.sent.repairs
+        run.tokens_in += outcome.usage.tokens_in
+        run.tokens_out += outcome.usage.tokens_out
+        run.cost_usd += outcome.cost_usd
+        if not outcome.ok:
+            run.budget_exhausted += outcome.error_class == BUDGET_EXHAUSTED
+            run.circuit_open += outcome.error_class == CIRCUIT_OPEN
+
+    def as_dict(self) -> dict[str, Any]:
+        """Flat sums (per prompt as `<prompt>.tokens_in`, ...), and the run's under `run`."""
+        totals: dict[str, Any] = {k: v for k, v in asdict(self).items() if k not in ("by_prompt", "run")}
+        for prompt, (tokens_in, tokens_out, cost) in sorted(self.by_prompt.items()):
+            totals.update({f"{prompt}.tokens_in": tokens_in, f"{prompt}.tokens_out": tokens_out,
+                           f"{prompt}.cost_usd": cost})
+        totals["run"] = asdict(self.run)
+        return totals
 
 
 def _json(value: Any) -> str:

@@ -8,7 +8,6 @@ the stages before it managed to produce, and every QA item carries the verdicts 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from vidcorpus.annotators import verifiers
 from vidcorpus.annotators.captions import ClipCaption, caption_requests
 from vidcorpus.annotators.client import LLMClient, Outcome, Usage
 from vidcorpus.annotators.cot import cot_request
+from vidcorpus.annotators.engine import engine_for
 from vidcorpus.annotators.qa import QAItem, qa_request
 from vidcorpus.annotators.records import (
     UsageTotals,
@@ -47,10 +47,10 @@ class VideoAnnotator:
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> VideoAnnotator:
-        """Clients share one in-flight bound, so `config.concurrency` holds across annotators."""
-        slots = threading.BoundedSemaphore(config.concurrency)
+        """Clients share one engine, so `config.concurrency` and the limits hold across annotators."""
+        engine = engine_for(config, sleep=sleep)
         return cls(config, {
-            name: LLMClient.from_config(config, name, env=env, sleep=sleep, slots=slots) for name in ANNOTATORS
+            name: LLMClient.from_config(config, name, env=env, sleep=sleep, engine=engine) for name in ANNOTATORS
         })
 
     def __repr__(self) -> str:

@@ -1,11 +1,24 @@
 """LLM stage: captions, summary, grounded QA and CoT for each segmented video, through the one
-OpenAI-compatible client (bounded concurrency, retries, cache). Skipped, and said so, when no
-endpoint is configured."""
+OpenAI-compatible engine (requests in flight across videos, retries, cache, budget, breaker).
+Skipped, and said so, when no endpoint is configured.
+
+A worker process holds one `VideoAnnotator` (Beam `Shared`), so `llm.concurrency` bounds the
+whole process. The DoFn starts each video of a bundle on a thread as it arrives and hands the
+results on as they finish (the rest in `finish_bundle`): many videos are annotated at once and
+fill the in-flight cap together, while each video's rounds (captions → summary → QA → checks)
+stay in order.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.shared import Shared
 
 from vidcorpus import storage
 from vidcorpus.config.llm import AnnotatorConfig
@@ -14,6 +27,7 @@ from vidcorpus.schemas import RecordError, check_record
 from vidcorpus.schemas.records import failure_row
 
 LLM_CACHE = "llm-cache"
+MAX_VIDEOS_AT_ONCE = 512
 
 
 def llm_config(llm: AnnotatorConfig, work_dir: str) -> AnnotatorConfig:
@@ -25,34 +39,58 @@ def llm_config(llm: AnnotatorConfig, work_dir: str) -> AnnotatorConfig:
 
 class Annotate(beam.DoFn):
     """A video's result → a new result with its annotation rows (clips' captions, summary, QA,
-    CoT), their failures and token usage."""
+    CoT), their failures, token usage and cost, and what this run sent (`llm_run`)."""
 
     def __init__(self, llm: AnnotatorConfig, work_dir: str):
         self.llm = llm_config(llm, work_dir)
         self.work_dir = work_dir
+        self._shared = Shared()
         self.tokens = Metrics.counter("vidcorpus", "llm_tokens")
+        self.requests = Metrics.counter("vidcorpus", "llm_requests")
 
     def setup(self) -> None:
         from vidcorpus.annotators.video import VideoAnnotator
-        self.annotator = VideoAnnotator.from_config(self.llm)
+
+        tag = hashlib.sha256(self.llm.model_dump_json().encode()).hexdigest()
+        self.annotator = self._shared.acquire(lambda: VideoAnnotator.from_config(self.llm), tag=tag)
+        self._videos = ThreadPoolExecutor(max_workers=min(self.llm.concurrency, MAX_VIDEOS_AT_ONCE),
+                                          thread_name_prefix="annotate")
+        self._pending: deque[Future] = deque()
 
     def teardown(self) -> None:
-        self.annotator.close()
+        self._videos.shutdown(wait=True)
+
+    def start_bundle(self) -> None:
+        self._pending = deque()
 
     def process(self, result: VideoResult):
-        if result["video"] and result["clips"]:
-            result = annotate_result(result, self.annotator, self.work_dir)
-            self.tokens.inc(result["usage"].get("tokens_in", 0) + result["usage"].get("tokens_out", 0))
-        yield result
+        if not (result["video"] and result["clips"]):
+            yield result
+            return
+        self._pending.append(self._videos.submit(annotate_result, result, self.annotator, self.work_dir))
+        while self._pending and self._pending[0].done():
+            yield self._counted(self._pending.popleft().result())
+
+    def finish_bundle(self):
+        while self._pending:
+            yield GlobalWindows.windowed_value(self._counted(self._pending.popleft().result()))
+
+    def _counted(self, result: VideoResult) -> VideoResult:
+        run = result.get("llm_run", {})
+        self.tokens.inc(run.get("tokens_in", 0) + run.get("tokens_out", 0))
+        self.requests.inc(run.get("requests", 0))
+        return result
 
 
 def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResult:
-    """A new result: the video's with its annotation rows, their failures and the token usage."""
+    """A new result: the video's with its annotation rows, their failures, usage and this run's sends."""
     video = result["video"]
     staged = staging_dir(work_dir, video["video_id"])
     jpegs = {cid: [storage.read_bytes(storage.join(staged, n)) for n in files.get("jpg", [])]
              for cid, files in result["files"].items()}
     annotations, failures, usage = annotator.annotate(video, result["clips"], jpegs)
+    usage = dict(usage)
+    run = usage.pop("run", {})
     rows, rejected = [], []
     for row in annotations:
         try:
@@ -60,4 +98,5 @@ def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResul
         except RecordError as exc:
             rejected.append(failure_row(video["uri"], "validate", exc, video["video_id"], row["ann_id"]))
     return {**result, "tables": {**result["tables"], "annotations": rows},
-            "failures": result["failures"] + rejected + failures, "usage": dict(usage)}
+            "failures": result["failures"] + rejected + failures, "usage": usage, "llm_run": run}
+

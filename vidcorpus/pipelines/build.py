@@ -52,6 +52,12 @@ class BuildSummary:
     dataset_hash: str
     skipped: list[str]
     skipped_stages: dict[str, str] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+
+
+class StageFailed(ValueError):
+    """A stage stopped the build (e.g. the LLM circuit breaker): the release is marked so and not
+    final; what was done is kept in the work directory for the rerun."""
 
 
 def pipeline_options(cfg: BuildConfig) -> PipelineOptions:
@@ -90,7 +96,7 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
           name: str | None = None, version: str | None = None, retry_failed: bool = False) -> BuildSummary:
     cfg = for_runner(cfg)
     release, work_dir = release_paths(output, name, version)
-    if name is not None and storage.exists(storage.join(release, MANIFEST)):
+    if name is not None and _finished(release):
         raise ReleaseExists(f"{release} is a finished release and is never modified; choose a new --version")
     uris, skipped = discover(input_spec, cfg.input)
     if skipped:
@@ -98,6 +104,9 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
     stages_off = skipped_stages(cfg)
     for stage, reason in stages_off.items():
         log.warning("skipping stage %s: %s", stage, reason)
+    if "annotate" not in stages_off:
+        from vidcorpus.annotators.preflight import check_llm
+        check_llm(cfg.llm)
     clear_release(release)
     with Progress(work_dir, total=len(uris), enabled=cfg.runner.progress):
         pipeline = beam.Pipeline(options=options or pipeline_options(cfg))
@@ -110,7 +119,19 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
     except Exception as exc:  # noqa: BLE001 - the release is complete; the report can be redone
         log.warning("report.html not written (%s: %s); run `vidcorpus report %s`", type(exc).__name__, exc, release)
     manifest = json.loads(storage.read_bytes(storage.join(release, MANIFEST)))
-    return BuildSummary(release, manifest["counts"], manifest["dataset_hash"], skipped, stages_off)
+    summary = BuildSummary(release, manifest["counts"], manifest["dataset_hash"], skipped, stages_off,
+                           manifest.get("run", {}))
+    if manifest.get("stages_failed"):
+        failed = "; ".join(f"{stage}: {why}" for stage, why in manifest["stages_failed"].items())
+        raise StageFailed(f"{release} is incomplete ({failed}). Everything scanned and every answer received "
+                          f"is kept in the work directory: fix the cause and run the same command again.")
+    return summary
+
+
+def _finished(release: str) -> bool:
+    """A release with a manifest and no failed stage."""
+    path = storage.join(release, MANIFEST)
+    return storage.exists(path) and not json.loads(storage.read_bytes(path)).get("stages_failed")
 
 
 def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: BuildConfig,
@@ -201,6 +222,11 @@ def produced_tables(stages_off: dict[str, str]) -> tuple[str, ...]:
 def _write_manifest(plan, files: list[dict[str, Any]], output: str, cfg: BuildConfig,
                     stages_off: dict[str, str], release: dict[str, Any]) -> None:
     extra = {**release, "skipped_stages": stages_off, "usage": plan.usage, "models": models_of(cfg, stages_off)}
+    if "annotate" not in stages_off:
+        extra["run"] = {"llm": plan.llm_run}
+        if plan.llm_run.get("circuit_open"):
+            extra["stages_failed"] = {"annotate": "the LLM endpoint failed llm.max_consecutive_errors times in a "
+                                                  "row; see the failures table"}
     write_manifest(output, config_to_dict(cfg), plan.counts, files, extra)
 
 
