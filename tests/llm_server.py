@@ -371,3 +371,24 @@ def _texts(message: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     return "\n".join(p["text"] for p in content if p.get("type") == "text")
+
+
+def main() -> None:
+    """Serve from another process (for benchmarks): prints the base URL, serves until stdin
+    closes, then prints the request statistics as JSON."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    with FakeLLMServer(latency_s=args.latency) as server:
+        print(server.base_url, flush=True)
+        sys.stdin.read()
+        stats = {"requests": server.request_count, "busy_s": server.busy_s, "active_s": server.active_s,
+                 "max_in_flight": server.max_in_flight}
+    print(json.dumps(stats), flush=True)
+
+
+if __name__ == "__main__":
+    main()
