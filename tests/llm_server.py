@@ -8,6 +8,11 @@ requests whose body contains a pattern: 429 with Retry-After, 500, a response sl
 client's timeout, a dropped connection, a truncated body, a reply that is not JSON, and a
 reply that is JSON but not schema-valid.
 
+It also serves the Batch API (`POST /v1/files`, `POST /v1/batches`, `GET /v1/batches/<id>`,
+`GET /v1/files/<id>/content`): a batch is `in_progress` at its first poll and done at the
+second, each line answered like an online request (faults included: a transport fault becomes
+an error line); `expire_batches` makes the next batches expire with only their first half done.
+
 Token usage follows OpenAI's documented accounting: text costs len/4 tokens; an image costs
 85 tokens at low detail and 85 + 170 per 512 px tile at high detail (after scaling to fit
 2048 x 2048 and then to 768 px on the short side); `auto` means low for images up to 512 px.
@@ -70,6 +75,8 @@ class FakeLLMServer:
     """When set, requests must carry `Authorization: Bearer <api_key>` (else 401)."""
     models: list[str] | None = None
     """What `GET /v1/models` lists; None answers 404 there, as endpoints without a listing do."""
+    expire_batches: int = 0
+    """The next this many batches expire half done."""
 
     def __post_init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
@@ -83,6 +90,8 @@ class FakeLLMServer:
         self.last_end: float | None = None
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
 
     def __enter__(self) -> FakeLLMServer:
         self.start()
@@ -162,6 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
+        if self.path.rstrip("/").endswith(("/files", "/batches")):
+            return self._batch_api(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode("utf-8")
         started = time.perf_counter()
         number, fault = self.owner._admit(raw)
@@ -174,6 +185,10 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.owner
         if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
             return self._send_json(401, {"error": {"message": "invalid api key", "type": "auth"}})
+        if (match := re.search(r"/files/([\w-]+)/content$", self.path)) and match[1] in server.files:
+            return self._send_bytes(200, server.files[match[1]])
+        if (match := re.search(r"/batches/([\w-]+)$", self.path)) and match[1] in server.batches:
+            return self._send_json(200, _poll_batch(server, match[1]))
         if not self.path.rstrip("/").endswith("/models") or server.models is None:
             return self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
         self._send_json(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0,
@@ -211,6 +226,24 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_bytes(200, data[: len(data) // 2])
         self._send_json(200, payload)
 
+    def _batch_api(self, data: bytes) -> None:
+        server = self.owner
+        with server._lock:
+            if self.path.rstrip("/").endswith("/files"):
+                file_id = f"file-{len(server.files) + 1}"
+                server.files[file_id] = _multipart_file(self.headers.get("Content-Type", ""), data)
+                return self._send_json(200, {"id": file_id, "object": "file", "bytes": len(server.files[file_id]),
+                                             "created_at": 0, "filename": "input.jsonl", "purpose": "batch",
+                                             "status": "processed"})
+            request = json.loads(data)
+            batch_id = f"batch-{len(server.batches) + 1}"
+            server.batches[batch_id] = {
+                "id": batch_id, "object": "batch", "endpoint": request["endpoint"], "created_at": 0,
+                "completion_window": request["completion_window"], "input_file_id": request["input_file_id"],
+                "status": "validating", "output_file_id": None, "error_file_id": None, "request_counts": None,
+            }
+        self._send_json(200, server.batches[batch_id])
+
     def _send_json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(payload).encode(), headers)
 
@@ -225,6 +258,74 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout fault)
             self.close_connection = True
+
+
+# ---- batches ---------------------------------------------------------------------------------
+
+
+def _multipart_file(content_type: str, data: bytes) -> bytes:
+    """The `file` part of a multipart/form-data upload."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + data)
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            return part.get_payload(decode=True)
+    raise ValueError("no file part in the upload")
+
+
+def _poll_batch(server: FakeLLMServer, batch_id: str) -> dict[str, Any]:
+    """in_progress at the first poll; at the second, every line answered (or half, if it expires)."""
+    with server._lock:
+        batch = server.batches[batch_id]
+        if batch["status"] == "validating":
+            batch["status"] = "in_progress"
+            return dict(batch)
+        if batch["status"] != "in_progress":
+            return dict(batch)
+        expire = server.expire_batches > 0
+        server.expire_batches -= expire
+    lines = [json.loads(line) for line in server.files[batch["input_file_id"]].splitlines() if line.strip()]
+    done = lines[: len(lines) // 2] if expire else lines
+    outputs, errors = [], []
+    for line in done:
+        status, body = _batch_answer(server, line)
+        (outputs if status == 200 else errors).append(
+            {"id": f"req-{line['custom_id']}", "custom_id": line["custom_id"], "error": None,
+             "response": {"status_code": status, "request_id": "r", "body": body}})
+    for line in lines[len(done):]:
+        errors.append({"id": f"req-{line['custom_id']}", "custom_id": line["custom_id"], "response": None,
+                       "error": {"code": "batch_expired", "message": "This request could not be executed before the "
+                                                                         "completion window expired."}})
+    with server._lock:
+        for kind, rows in (("output_file_id", outputs), ("error_file_id", errors)):
+            if rows:
+                file_id = f"file-{len(server.files) + 1}"
+                server.files[file_id] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                batch[kind] = file_id
+        batch["status"] = "expired" if expire else "completed"
+        batch["request_counts"] = {"total": len(lines), "completed": len(outputs), "failed": len(errors)}
+        return dict(batch)
+
+
+def _batch_answer(server: FakeLLMServer, line: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """One batch line answered as the online endpoint would, its faults included."""
+    raw = json.dumps(line["body"])
+    number, fault = server._admit(raw)
+    try:
+        server._record(line["body"])
+        kind = fault.kind if fault else None
+        if kind in ("rate_limit", "server_error", "timeout", "drop", "truncated"):
+            return 500, {"error": {"message": "internal error", "type": "server_error"}}
+        content = answer(line["body"], quirks=server.quirks)
+        if kind == "invalid_json":
+            content = "Sure! " + content[: len(content) // 2]
+        elif kind == "schema_invalid":
+            content = json.dumps({"unexpected": True})
+        return 200, completion(line["body"], content, number)
+    finally:
+        server._leave(time.perf_counter())
 
 
 # ---- responses -------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--version", help="semantic version of this release, e.g. 1.0.0")
     build.add_argument("--retry-failed", action="store_true",
                        help="process again the videos an earlier run of this config staged as failures")
+    build.add_argument("--no-wait", action="store_true",
+                       help="llm.mode=batch: submit the pending batches and exit with code 75; rerun to collect")
     _config_args(build)
 
     demo = commands.add_parser("demo", help="generate sample videos and build a demo corpus from them")
@@ -44,6 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     publish.add_argument("--repo-id", required=True, help="org/name of the dataset repository")
     publish.add_argument("--private", action="store_true")
     publish.add_argument("--dry-run", action="store_true", help="list exactly what would be uploaded; send nothing")
+
+    llm = commands.add_parser("llm", help="batch requests for an offline GPU node (vllm run-batch)")
+    llm_commands = llm.add_subparsers(dest="llm_command", required=True)
+    export = llm_commands.add_parser("export", help="write the pending batch round as OpenAI Batch JSONL")
+    export.add_argument("work_dir", help="the build's work directory (<release>/.work or <output>/<name>/.work)")
+    export.add_argument("--output", default="-", help="file to write (default: stdout)")
+    imports = llm_commands.add_parser("import", help="hand batch results JSONL to the next build")
+    imports.add_argument("results", help="results JSONL (vllm run-batch -o, or an OpenAI batch output file)")
+    imports.add_argument("--work-dir", required=True, help="the build's work directory")
 
     inspect = commands.add_parser("inspect", help="print a release's counts, tables and a few clips")
     inspect.add_argument("release")
@@ -67,12 +78,15 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _build(args) -> int:
-    from vidcorpus.pipelines.build import build
+    from vidcorpus.pipelines.build import BatchesPending, build
     from vidcorpus.release.layout import ReleaseExists
 
+    overrides = args.set + (["llm.batch_wait=false"] if args.no_wait else [])
     try:
-        summary = build(args.input, args.output, load_config(args.config, args.set), name=args.name,
+        summary = build(args.input, args.output, load_config(args.config, overrides), name=args.name,
                         version=args.version, retry_failed=args.retry_failed)
+    except BatchesPending as exc:
+        return _fail(str(exc), EX_TEMPFAIL)
     except (ConfigError, FileNotFoundError, ValueError, ReleaseExists) as exc:
         return _fail(str(exc))
     _print_summary(summary)
@@ -99,6 +113,28 @@ def _print_summary(summary) -> None:
           f"({c['inputs_failed']} inputs failed), {c['shards']} shards; dataset hash {summary.dataset_hash[:16]}")
     for stage, reason in summary.skipped_stages.items():
         print(f"  skipped stage {stage}: {reason}")
+
+
+def _llm(args) -> int:
+    from vidcorpus.annotators.batch import export_requests, import_results
+    from vidcorpus.pipelines.annotate import LLM_CACHE
+    from vidcorpus.storage import join
+
+    if args.llm_command == "export":
+        data = export_requests(join(args.work_dir, LLM_CACHE))
+        if not data:
+            return _fail(f"{args.work_dir}: no pending batch round (run `build` with llm.mode=batch and "
+                         f"--set llm.batch_submit=false first)", 1)
+        if args.output == "-":
+            sys.stdout.buffer.write(data)
+        else:
+            with open(args.output, "wb") as f:
+                f.write(data)
+        return 0
+    with open(args.results, "rb") as f:
+        count = import_results(join(args.work_dir, LLM_CACHE), f.read())
+    print(f"{count} results imported; run the same build command again to collect them")
+    return 0
 
 
 def _validate(args) -> int:
@@ -144,7 +180,10 @@ def _inspect(args) -> int:
     return 0
 
 
-COMMANDS = {"build": _build, "demo": _demo, "validate": _validate, "report": _report, "publish": _publish,
+EX_TEMPFAIL = 75
+"""Exit code of `build --no-wait` with batches submitted: try again later (sysexits.h)."""
+
+COMMANDS = {"build": _build, "llm": _llm, "demo": _demo, "validate": _validate, "report": _report, "publish": _publish,
             "inspect": _inspect}
 
 if __name__ == "__main__":

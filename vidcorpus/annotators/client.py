@@ -34,6 +34,7 @@ import openai
 from openai.types.chat import ChatCompletion
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
+from vidcorpus.annotators.batch import BATCH_PENDING, BatchCollector, BatchLineFailed, BatchPending, batch_collector
 from vidcorpus.annotators.cache import ResponseCache, request_key
 from vidcorpus.annotators.engine import Engine
 from vidcorpus.annotators.prompts import Prompt
@@ -199,7 +200,7 @@ class LLMClient:
         sleep: Callable[[float], None] = time.sleep,
         engine: Engine | None = None,
         price: Price | None = None,
-        batch: bool = False,
+        batch: BatchCollector | None = None,
     ):
         """Without `engine` the client gets its own, bounded by `concurrency`."""
         self.endpoint = endpoint
@@ -210,7 +211,7 @@ class LLMClient:
         self.backoff_max_s = backoff_max_s
         self.cache = cache
         self.price = price or Price()
-        self.batch = batch
+        self.batch = batch is not None
         self._sleep = sleep
         self._openai = openai.OpenAI(
             api_key=endpoint.api_key or "unused",  # local servers (vLLM, Ollama) need no key
@@ -218,6 +219,7 @@ class LLMClient:
             timeout=timeout_s,
             max_retries=0,
         )
+        self.collector = batch.with_client(self._openai) if batch is not None else None
 
     @classmethod
     def from_config(
@@ -244,7 +246,7 @@ class LLMClient:
             sleep=sleep,
             engine=engine,
             price=price_of(config, endpoint.model),
-            batch=config.mode == "batch",
+            batch=batch_collector(config, name, sleep) if config.mode == "batch" else None,
         )
 
     def __repr__(self) -> str:
@@ -303,8 +305,11 @@ class LLMClient:
             return self._failure(request, key, *refusal, sent=Sent(), usage=Usage())
         if self.engine.rate is not None:
             self.engine.rate.acquire(estimate_input_tokens(body["messages"]))
-        with self.engine.slots:
+        if self.collector is not None:  # a batch round waits for all of its requests: no in-flight cap
             outcome = self._complete(request, body, key)
+        else:
+            with self.engine.slots:
+                outcome = self._complete(request, body, key)
         self.settle(outcome)
         return outcome
 
@@ -312,7 +317,8 @@ class LLMClient:
         """Charge the budget, tell the breaker, and cache what a rerun must not ask again."""
         self.engine.budget.charge(outcome.cost_usd, outcome.usage.tokens_in + outcome.usage.tokens_out)
         transport = None if outcome.ok or outcome.deterministic else f"{outcome.error_class}: {outcome.message[:200]}"
-        self.engine.breaker.record(transport)
+        if not (not outcome.ok and outcome.error_class == BATCH_PENDING):
+            self.engine.breaker.record(transport)
         if self.cache is None or not (outcome.ok or outcome.deterministic):
             return
         entry = {
@@ -350,7 +356,7 @@ class LLMClient:
         messages = list(body["messages"])
         usage, sent = Usage(), Sent()
         for repair_round in (False, True):
-            reply = self._send({**body, "messages": messages}, request, key)
+            reply = self._send({**body, "messages": messages}, request, f"{key}-repair" if repair_round else key)
             sent = Sent(sent.requests + reply.attempts, sent.retries + reply.attempts - 1,
                         sent.repairs + repair_round)
             usage += reply.usage
@@ -375,12 +381,12 @@ class LLMClient:
         """One round: the first attempt plus up to `max_retries` retries of transient errors."""
         for attempt in range(self.max_retries + 1):
             try:
-                # the body is already the exact wire format: post it as is (the typed
-                # `chat.completions.create` re-walks every message, a fifth of a request's CPU)
-                completion = self._openai.post("/chat/completions", body=body, cast_to=ChatCompletion)
+                completion = self._transport(body, key)
                 if not isinstance(completion, ChatCompletion):
                     raise _MalformedResponse(f"expected a chat completion, got {type(completion).__name__}")
-            except (openai.APIConnectionError, _MalformedResponse, json.JSONDecodeError) as exc:
+            except BatchPending as exc:
+                return _Reply(attempts=attempt + 1, error=(BATCH_PENDING, str(exc)))
+            except (openai.APIConnectionError, _MalformedResponse, json.JSONDecodeError, BatchLineFailed) as exc:
                 error, retry_after = exc, None
             except openai.APIStatusError as exc:
                 if not _retryable_status(exc.status_code):
@@ -390,13 +396,21 @@ class LLMClient:
                 return _reply_of(completion, attempts=attempt + 1)
             if attempt == self.max_retries:
                 return _Reply(attempts=attempt + 1, error=self._error(error))
-            delay = self._delay(attempt, key, retry_after)
+            delay = 0.0 if self.collector is not None else self._delay(attempt, key, retry_after)
             log.warning(
                 "%s for %s (%s), retry %d/%d in %.2fs",
                 type(error).__name__, request.item_id, request.prompt.id, attempt + 1, self.max_retries, delay,
             )
             self._sleep(delay)
         raise AssertionError("unreachable")
+
+    def _transport(self, body: dict[str, Any], custom_id: str) -> ChatCompletion:
+        """One request: posted now, or a line of this round's batch (`custom_id`: the cache key)."""
+        if self.collector is not None:
+            return self.collector.complete(custom_id, body)
+        # the body is already the exact wire format: post it as is (the typed
+        # `chat.completions.create` re-walks every message, a fifth of a request's CPU)
+        return self._openai.post("/chat/completions", body=body, cast_to=ChatCompletion)
 
     def _delay(self, attempt: int, key: str, retry_after: float | None) -> float:
         """Retry-After when the server gives one, else capped exponential backoff with jitter.

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from vidcorpus.annotators.batch import BATCH_PENDING
 from vidcorpus.annotators.breaker import CIRCUIT_OPEN
 from vidcorpus.annotators.budget import BUDGET_EXHAUSTED
 from vidcorpus.annotators.client import LLMResult, Outcome, Usage
@@ -78,6 +79,8 @@ class RunTotals:
     cost_usd: float = 0.0
     budget_exhausted: int = 0
     circuit_open: int = 0
+    batch_pending: int = 0
+    """Calls left in a submitted batch (`--no-wait`): collected by the next run."""
 
 
 @dataclass
@@ -122,6 +125,7 @@ class UsageTotals:
         if not outcome.ok:
             run.budget_exhausted += outcome.error_class == BUDGET_EXHAUSTED
             run.circuit_open += outcome.error_class == CIRCUIT_OPEN
+            run.batch_pending += outcome.error_class == BATCH_PENDING
 
     def as_dict(self) -> dict[str, Any]:
         """Flat sums (per prompt as `<prompt>.tokens_in`, ...), and the run's under `run`."""

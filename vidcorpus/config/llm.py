@@ -93,6 +93,10 @@ class AnnotatorConfig(Section):
     """Transport failures in a row (after retries) that stop all sending: the stage is marked failed."""
     batch_poll_s: float = Field(30.0, gt=0)
     """Seconds between polls of a submitted batch."""
+    batch_wait: bool = True
+    """False (`build --no-wait`): submit each pending round and exit with code 75; rerun later to collect."""
+    batch_submit: bool = True
+    """False: only write the round's Batch JSONL, for `vidcorpus llm export` and `vllm run-batch`."""
 
     image_detail: ImageDetail = "low"
     max_keyframes_per_clip: int = Field(4, ge=1)

@@ -55,6 +55,10 @@ class BuildSummary:
     run: dict[str, Any] = field(default_factory=dict)
 
 
+class BatchesPending(Exception):
+    """`--no-wait`: LLM batches are submitted; the same command run later collects them (exit 75)."""
+
+
 class StageFailed(ValueError):
     """A stage stopped the build (e.g. the LLM circuit breaker): the release is marked so and not
     final; what was done is kept in the work directory for the rerun."""
@@ -121,6 +125,10 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
     manifest = json.loads(storage.read_bytes(storage.join(release, MANIFEST)))
     summary = BuildSummary(release, manifest["counts"], manifest["dataset_hash"], skipped, stages_off,
                            manifest.get("run", {}))
+    if manifest.get("stages_pending"):
+        raise BatchesPending(f"{release}: LLM batches are submitted and not yet collected "
+                             f"({manifest['stages_pending']['annotate']}). Run the same command again later: it "
+                             f"resumes polling the recorded batches and finishes the release.")
     if manifest.get("stages_failed"):
         failed = "; ".join(f"{stage}: {why}" for stage, why in manifest["stages_failed"].items())
         raise StageFailed(f"{release} is incomplete ({failed}). Everything scanned and every answer received "
@@ -131,7 +139,10 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
 def _finished(release: str) -> bool:
     """A release with a manifest and no failed stage."""
     path = storage.join(release, MANIFEST)
-    return storage.exists(path) and not json.loads(storage.read_bytes(path)).get("stages_failed")
+    if not storage.exists(path):
+        return False
+    manifest = json.loads(storage.read_bytes(path))
+    return not (manifest.get("stages_failed") or manifest.get("stages_pending"))
 
 
 def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: BuildConfig,
@@ -227,6 +238,8 @@ def _write_manifest(plan, files: list[dict[str, Any]], output: str, cfg: BuildCo
         if plan.llm_run.get("circuit_open"):
             extra["stages_failed"] = {"annotate": "the LLM endpoint failed llm.max_consecutive_errors times in a "
                                                   "row; see the failures table"}
+        if plan.llm_run.get("batch_pending"):
+            extra["stages_pending"] = {"annotate": f"{plan.llm_run['batch_pending']} calls in submitted batches"}
     write_manifest(output, config_to_dict(cfg), plan.counts, files, extra)
 
 
