@@ -289,3 +289,16 @@ def test_job_graph_check_catches_a_missing_hint_and_a_missing_reshuffle():
     problems = check.check(*pipeline(reshuffle=False, accelerator=None), expect)
     assert any("Clip/BeamML_RunInference has accelerator hint None" in p for p in problems)
     assert any(p.startswith("Heavy is not behind a Reshuffle") for p in problems)
+
+
+def test_job_graph_check_finds_an_api_key_pickled_into_a_step():
+    check = check_module()
+    df, _ = check.with_placeholders(DataflowConfig())
+    key = "sk-leaked-into-the-graph-0123456789"
+
+    def compose(p):
+        _ = p | beam.Create([1], reshuffle=False) | "Leaky" >> beam.Map(lambda i, k: (i, k), key)
+
+    job, _ = check.dry_run(compose, df)
+    assert any("Leaky" in p for p in check._check_secret(job.proto_pipeline, "{}", key))
+    assert not list(check._check_secret(job.proto_pipeline, "{}", "sk-not-there-0123456789"))
