@@ -156,6 +156,14 @@ def build_config(url: str, *extra: str):
                               f"llm.base_url={url}", *extra])
 
 
+def test_the_build_annotates_many_videos_at_once_under_one_cap(inputs, tmp_path):
+    """One video never has more than 4 requests out here (3 captions; 2 CoT and 2 blind checks):
+    more in flight means videos overlap, and the cap holds across them."""
+    with FakeLLMServer(latency_s=0.2) as server:
+        build(str(inputs), str(tmp_path), build_config(server.base_url, "llm.concurrency=10"))
+    assert 8 <= server.max_in_flight <= 10
+
+
 def test_a_tripped_breaker_fails_the_stage_and_a_rerun_completes_it(inputs, tmp_path):
     with FakeLLMServer(faults=[Fault("server_error", pattern="", times=10_000)]) as server:
         with pytest.raises(StageFailed, match="annotate"):

@@ -27,6 +27,9 @@ from vidcorpus.schemas import RecordError, check_record
 from vidcorpus.schemas.records import failure_row
 
 LLM_CACHE = "llm-cache"
+VIDEOS_PER_SLOT = 4
+"""Videos annotated at once per in-flight slot: a video spends rounds (summary, QA) with a single
+request out, so the cap stays full only when more videos than slots are under way."""
 MAX_VIDEOS_AT_ONCE = 512
 
 
@@ -53,7 +56,7 @@ class Annotate(beam.DoFn):
 
         tag = hashlib.sha256(self.llm.model_dump_json().encode()).hexdigest()
         self.annotator = self._shared.acquire(lambda: VideoAnnotator.from_config(self.llm), tag=tag)
-        self._videos = ThreadPoolExecutor(max_workers=min(self.llm.concurrency, MAX_VIDEOS_AT_ONCE),
+        self._videos = ThreadPoolExecutor(max_workers=min(VIDEOS_PER_SLOT * self.llm.concurrency, MAX_VIDEOS_AT_ONCE),
                                           thread_name_prefix="annotate")
         self._pending: deque[Future] = deque()
 
