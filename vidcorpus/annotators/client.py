@@ -253,12 +253,18 @@ class LLMClient:
         e = self.endpoint
         return f"LLMClient(name={e.name!r}, model={e.model!r}, base_url={e.base_url!r}, concurrency={self.concurrency})"
 
-    def close(self) -> None:
-        self._openai.close()
-
     @property
-    def openai(self) -> openai.OpenAI:
-        return self._openai
+    def closed(self) -> bool:
+        return self._openai is None
+
+    def close(self) -> None:
+        """Close the connections and let go of the HTTP client now, not at interpreter exit,
+        when its finaliser can no longer run cleanly."""
+        if self._openai is not None:
+            self._openai.close()
+        self._openai = None
+        if self.collector is not None:
+            self.collector.client = None
 
     @property
     def model(self) -> str:

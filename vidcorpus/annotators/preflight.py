@@ -12,10 +12,10 @@ from collections.abc import Mapping
 
 import openai
 
+from vidcorpus.annotators.client import OPENAI_BASE_URL
 from vidcorpus.annotators.secrets import with_key
 from vidcorpus.config.llm import ANNOTATORS, AnnotatorConfig, Endpoint, resolve_endpoint
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
 PREFLIGHT_TIMEOUT_S = 10.0
 
 

@@ -12,6 +12,7 @@ stay in order.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -31,6 +32,9 @@ VIDEOS_PER_SLOT = 4
 """Videos annotated at once per in-flight slot: a video spends rounds (summary, QA) with a single
 request out, so the cap stays full only when more videos than slots are under way."""
 MAX_VIDEOS_AT_ONCE = 512
+_USERS: dict[int, int] = {}
+"""Annotate instances using each shared annotator (by id), so the last one to go closes it."""
+_USERS_LOCK = threading.Lock()
 
 
 def llm_config(llm: AnnotatorConfig, work_dir: str) -> AnnotatorConfig:
@@ -56,12 +60,24 @@ class Annotate(beam.DoFn):
 
         tag = hashlib.sha256(self.llm.model_dump_json().encode()).hexdigest()
         self.annotator = self._shared.acquire(lambda: VideoAnnotator.from_config(self.llm), tag=tag)
+        if any(c is not None and c.closed for c in self.annotator.clients.values()):  # set up again after teardown
+            self.annotator = self._shared.acquire(lambda: VideoAnnotator.from_config(self.llm), tag=f"{tag}+{id(self)}")
+        with _USERS_LOCK:
+            _USERS[id(self.annotator)] = _USERS.get(id(self.annotator), 0) + 1
         self._videos = ThreadPoolExecutor(max_workers=min(VIDEOS_PER_SLOT * self.llm.concurrency, MAX_VIDEOS_AT_ONCE),
                                           thread_name_prefix="annotate")
         self._pending: deque[Future] = deque()
 
     def teardown(self) -> None:
+        """The last instance using the process's annotator closes its connections."""
         self._videos.shutdown(wait=True)
+        with _USERS_LOCK:
+            _USERS[id(self.annotator)] -= 1
+            last = _USERS[id(self.annotator)] == 0
+            if last:
+                del _USERS[id(self.annotator)]
+        if last:
+            self.annotator.close()
 
     def start_bundle(self) -> None:
         self._pending = deque()
