@@ -113,6 +113,10 @@ def _print_summary(summary) -> None:
           f"({c['inputs_failed']} inputs failed), {c['shards']} shards; dataset hash {summary.dataset_hash[:16]}")
     for stage, reason in summary.skipped_stages.items():
         print(f"  skipped stage {stage}: {reason}")
+    if llm := summary.run.get("llm"):
+        print(f"  LLM this run: {llm.get('requests', 0)} requests ({llm.get('retries', 0)} retries, "
+              f"{llm.get('repairs', 0)} repairs), {llm.get('cache_hits', 0)} cache hits, "
+              f"{llm.get('tokens_in', 0) + llm.get('tokens_out', 0)} tokens, ${llm.get('cost_usd', 0):.4f}")
 
 
 def _llm(args) -> int:
@@ -172,7 +176,7 @@ def _inspect(args) -> int:
 
     manifest = read_manifest(args.release)
     print(json.dumps({k: manifest.get(k) for k in ("name", "version", "counts", "skipped_stages", "models",
-                                                   "usage", "dataset_hash")}, indent=2))
+                                                   "usage", "run", "dataset_hash")}, indent=2))
     clips = read_table(args.release, manifest, "clips")
     for clip in (clips.slice(0, args.clips).to_pylist() if clips is not None else []):
         print(f"{clip['clip_id']}  {clip['start_s']:8.2f}-{clip['end_s']:8.2f} s  "

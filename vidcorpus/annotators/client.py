@@ -25,6 +25,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -294,9 +295,6 @@ class LLMClient:
         """Run requests on the engine's shared pool; outcomes come back in request order."""
         return self.engine.map(self.call, requests)
 
-    def key(self, request: LLMRequest) -> str:
-        return request_key(self.model, request.prompt.id, request.prompt.version, self.body(request))
-
     def call(self, request: LLMRequest) -> Outcome:
         body = self.body(request)
         key = request_key(self.model, request.prompt.id, request.prompt.version, body)
@@ -306,16 +304,14 @@ class LLMClient:
         return replace(outcome, item_id=request.item_id, cache_hit=True) if shared else outcome
 
     def _send_now(self, request: LLMRequest, body: dict[str, Any], key: str) -> Outcome:
-        """Ask the endpoint, unless the breaker is open or the budget spent; settle and cache."""
-        if (refusal := self.engine.refusal()) is not None:
-            return self._failure(request, key, *refusal, sent=Sent(), usage=Usage())
-        if self.engine.rate is not None:
-            self.engine.rate.acquire(estimate_input_tokens(body["messages"]))
-        if self.collector is not None:  # a batch round waits for all of its requests: no in-flight cap
+        """Ask the endpoint, unless the breaker is open or the budget spent; settle and cache.
+        A batch round waits for all of its requests, so batch mode takes no in-flight slot."""
+        with nullcontext() if self.collector is not None else self.engine.slots:
+            if (refusal := self.engine.refusal()) is not None:
+                return self._failure(request, key, *refusal, sent=Sent(), usage=Usage())
+            if self.engine.rate is not None:
+                self.engine.rate.acquire(estimate_input_tokens(body["messages"]))
             outcome = self._complete(request, body, key)
-        else:
-            with self.engine.slots:
-                outcome = self._complete(request, body, key)
         self.settle(outcome)
         return outcome
 
@@ -323,7 +319,7 @@ class LLMClient:
         """Charge the budget, tell the breaker, and cache what a rerun must not ask again."""
         self.engine.budget.charge(outcome.cost_usd, outcome.usage.tokens_in + outcome.usage.tokens_out)
         transport = None if outcome.ok or outcome.deterministic else f"{outcome.error_class}: {outcome.message[:200]}"
-        if not (not outcome.ok and outcome.error_class == BATCH_PENDING):
+        if outcome.ok or outcome.error_class != BATCH_PENDING:
             self.engine.breaker.record(transport)
         if self.cache is None or not (outcome.ok or outcome.deterministic):
             return
