@@ -50,8 +50,9 @@ def test_rows_carry_their_cost_and_usage_sums_it_per_prompt(tmp_path: Path):
     costs = [a["cost_usd"] for a in annotations]
     assert all(c == pytest.approx((a["tokens_in"] + a["tokens_out"]) * 1000 / 1e6)
                for c, a in zip(costs, annotations))
-    per_prompt = sum(v for k, v in usage.items() if k.endswith(".cost_usd"))
+    per_prompt = sum(stage["cost_usd"] for stage in usage["by_prompt"].values())
     assert usage["cost_usd"] == pytest.approx(per_prompt) and usage["cost_usd"] > 0
+    assert set(usage["by_prompt"]) == {"caption", "caption_diff", "summary_chunk", "qa", "cot", "blind"}
     assert usage["run"]["cost_usd"] == pytest.approx(usage["cost_usd"])  # nothing from the cache
     batch = AnnotatorConfig(prices=PRICES, mode="batch").prices["gpt-4o-mini"]
     assert batch.cost_usd(1000, 0, batch=True) == pytest.approx(0.5)  # the batch discount

@@ -128,11 +128,10 @@ class UsageTotals:
             run.batch_pending += outcome.error_class == BATCH_PENDING
 
     def as_dict(self) -> dict[str, Any]:
-        """Flat sums (per prompt as `<prompt>.tokens_in`, ...), and the run's under `run`."""
+        """Sums, per prompt under `by_prompt`, and the run's under `run`."""
         totals: dict[str, Any] = {k: v for k, v in asdict(self).items() if k not in ("by_prompt", "run")}
-        for prompt, (tokens_in, tokens_out, cost) in sorted(self.by_prompt.items()):
-            totals.update({f"{prompt}.tokens_in": tokens_in, f"{prompt}.tokens_out": tokens_out,
-                           f"{prompt}.cost_usd": cost})
+        totals["by_prompt"] = {prompt: {"tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": cost}
+                               for prompt, (tokens_in, tokens_out, cost) in sorted(self.by_prompt.items())}
         totals["run"] = asdict(self.run)
         return totals
 

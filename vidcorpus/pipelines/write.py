@@ -107,13 +107,21 @@ def plan_release(results: Iterable[dict[str, Any]], max_samples: int, max_bytes:
 
 def _add_counts(total: dict[str, Any], counts: dict[str, Any]) -> None:
     for key, value in counts.items():
-        total[key] = total.get(key, 0) + value
+        if isinstance(value, dict):
+            _add_counts(total.setdefault(key, {}), value)
+        else:
+            total[key] = total.get(key, 0) + value
 
 
 def _sorted_counts(counts: dict[str, Any]) -> dict[str, Any]:
     """Sorted by key; sums of money rounded to the micro-dollar, so their order of addition
     (which follows the runner) cannot change the manifest's bytes."""
-    return {k: round(v, 6) if isinstance(v, float) else v for k, v in sorted(counts.items())}
+    def tidy(value: Any) -> Any:
+        if isinstance(value, dict):
+            return _sorted_counts(value)
+        return round(value, 6) if isinstance(value, float) else value
+
+    return {k: tidy(v) for k, v in sorted(counts.items())}
 
 
 def _clip_shards(clips: list[dict[str, Any]], files: dict[str, Any], max_samples: int,

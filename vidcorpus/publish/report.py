@@ -10,6 +10,7 @@ same bytes. Like the card, the report is derived from the manifest and is not li
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 from collections import Counter, defaultdict
@@ -137,7 +138,8 @@ def verdict_of(verdicts: str | None) -> str:
 
 def tokens_section(manifest: dict[str, Any], annotations: pa.Table | None) -> str:
     parts = []
-    usage = [(key, float(value)) for key, value in flatten(manifest.get("usage") or {}) if _is_number(value)]
+    usage = [(key, float(value)) for key, value in flatten(manifest.get("usage") or {})
+             if _is_number(value) and not key.startswith("by_prompt")]
     token_bars = [(key, value) for key, value in usage if "token" in key]
     if token_bars:
         parts.append(bar_chart_svg(token_bars, "tokens"))
@@ -154,6 +156,10 @@ def tokens_section(manifest: dict[str, Any], annotations: pa.Table | None) -> st
         colors = {"tokens_in": PALETTE[0], "tokens_out": PALETTE[1]}
         parts.append("<h3>Tokens per annotation kind</h3>\n"
                      + stacked_bar_chart_svg(rows, list(colors), colors, "tokens"))
+    by_prompt = (manifest.get("usage") or {}).get("by_prompt") or {}
+    if by_prompt:
+        costs = ", ".join(f"{html.escape(p)} ${v.get('cost_usd', 0):.4f}" for p, v in sorted(by_prompt.items()))
+        parts.append(f"<p>Cost per prompt (at llm.prices): {costs}</p>")
     body = "\n".join(parts) if parts else _note("No LLM usage recorded.")
     return f'<section id="tokens"><h2>Token spend</h2>\n{body}</section>'
 
