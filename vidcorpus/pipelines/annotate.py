@@ -109,7 +109,7 @@ def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResul
              for cid, files in result["files"].items()}
     annotations, failures, usage = annotator.annotate(video, result["clips"], jpegs)
     usage = dict(usage)
-    run = usage.pop("run", {})
+    run = {**usage.pop("run", {}), "breaker_open": int(_breaker_open(annotator))}
     rows, rejected = [], []
     for row in annotations:
         try:
@@ -118,4 +118,9 @@ def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResul
             rejected.append(failure_row(video["uri"], "validate", exc, video["video_id"], row["ann_id"]))
     return {**result, "tables": {**result["tables"], "annotations": rows},
             "failures": result["failures"] + rejected + failures, "usage": usage, "llm_run": run}
+
+
+def _breaker_open(annotator) -> bool:
+    """Whether the process's circuit breaker had stopped all sending when this video ended."""
+    return any(c is not None and c.engine.breaker.open for c in annotator.clients.values())
 

@@ -235,7 +235,7 @@ def _write_manifest(plan, files: list[dict[str, Any]], output: str, cfg: BuildCo
     extra = {**release, "skipped_stages": stages_off, "usage": plan.usage, "models": models_of(cfg, stages_off)}
     if "annotate" not in stages_off:
         extra["run"] = {"llm": plan.llm_run}
-        if plan.llm_run.get("circuit_open"):
+        if plan.llm_run.get("breaker_open"):
             extra["stages_failed"] = {"annotate": "the LLM endpoint failed llm.max_consecutive_errors times in a "
                                                   "row; see the failures table"}
         if plan.llm_run.get("batch_pending"):
