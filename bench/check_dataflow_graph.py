@@ -26,10 +26,14 @@ environments, fusion breaks); exits 0 when every check passes. Values the recipe
 from __future__ import annotations
 
 import argparse
+import base64
+import bz2
 import json
+import os
 import re
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +63,7 @@ PLACEHOLDERS = {
 SAMPLE_URIS = [f"gs://{CHECK_JOB_NAME}/videos/sample-{i}.mp4" for i in range(3)]
 SAMPLE_OUTPUT = f"gs://{CHECK_JOB_NAME}/corpus"
 
+SENTINEL_KEY = "sk-graph-check-must-not-appear-0123456789"
 HEAVY_STEPS = ("Scan", "Segment", "Annotate", "WriteShards")
 """Top-level labels of the expensive per-item stages in `vidcorpus.pipelines.build.compose`."""
 CLIP_STEP_SUFFIX = "/BeamML_RunInference"
@@ -281,6 +286,34 @@ def check(summary: dict[str, Any], request: dict[str, Any], expect: Expectations
             *_check_fusion(summary, expect), *_check_pool(request, expect)]
 
 
+def _check_secret(proto: beam_runner_api_pb2.Pipeline, request_text: str, secret: str) -> Iterable[str]:
+    """The API key in the launcher's environment appears nowhere in the job: not in its JSON, not
+    in any transform's payload, pickled DoFns (inflated) included. Workers read it themselves."""
+    if secret in request_text:
+        yield "the LLM API key appears in the job request"
+    for name, transform in proto.components.transforms.items():
+        payloads = [transform.spec.payload]
+        if transform.spec.urn == PARDO_URN:
+            pardo = beam_runner_api_pb2.ParDoPayload.FromString(transform.spec.payload)
+            payloads.append(_inflated(pardo.do_fn.payload))
+        if any(secret.encode() in payload for payload in payloads):
+            yield f"the LLM API key appears in the payload of {transform.unique_name or name}"
+
+
+def _inflated(data: bytes) -> bytes:
+    """A pickled DoFn as Beam stores it (base64 of bz2 or zlib), opened; else the bytes as they are."""
+    try:
+        packed = base64.b64decode(data)
+    except ValueError:
+        return data
+    for inflate in (bz2.decompress, zlib.decompress):
+        try:
+            return inflate(packed)
+        except (OSError, ValueError, zlib.error):
+            continue
+    return data
+
+
 def _check_images(summary, request, expect) -> Iterable[str]:
     for env_id, env in summary["environments"].items():
         if env["image"] != expect.image:
@@ -359,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cfg, df = load_recipe(args.config, args.set)
+    os.environ.setdefault(cfg.llm.api_key_env, SENTINEL_KEY)  # the launcher's key must not reach the job
+    secret = os.environ[cfg.llm.api_key_env]
     df, placeholders = with_placeholders(df)
     cfg = cfg.model_copy(update={"clip_model": with_clip_accelerator(cfg.clip_model, df)})
     job, stages_off = dry_run(lambda p: compose_build(p, cfg, SAMPLE_URIS, SAMPLE_OUTPUT), df)
@@ -374,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     expect = expectations_for(cfg, df, stages_off)
     problems = gpu_plan_problems(cfg.clip_model, "dataflow", df) + check(summary, request, expect)
+    problems += list(_check_secret(job.proto_pipeline, json.dumps(request), secret))
     hinted = {s: step_hints(summary, s) for s in summary["steps"] if step_hints(summary, s)}
     print(f"recipe {args.config}: {len(summary['steps'])} steps, {len(summary['reshuffles'])} Reshuffles, "
           f"stages off: {sorted(stages_off) or 'none'}")

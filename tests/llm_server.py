@@ -8,6 +8,11 @@ requests whose body contains a pattern: 429 with Retry-After, 500, a response sl
 client's timeout, a dropped connection, a truncated body, a reply that is not JSON, and a
 reply that is JSON but not schema-valid.
 
+It also serves the Batch API (`POST /v1/files`, `POST /v1/batches`, `GET /v1/batches/<id>`,
+`GET /v1/files/<id>/content`): a batch is `in_progress` at its first poll and done at the
+second, each line answered like an online request (faults included: a transport fault becomes
+an error line); `expire_batches` makes the next batches expire with only their first half done.
+
 Token usage follows OpenAI's documented accounting: text costs len/4 tokens; an image costs
 85 tokens at low detail and 85 + 170 per 512 px tile at high detail (after scaling to fit
 2048 x 2048 and then to 768 px on the short side); `auto` means low for images up to 512 px.
@@ -73,6 +78,10 @@ class FakeLLMServer:
     """When set, requests must carry `Authorization: Bearer <api_key>` (else 401)."""
     max_qa_items: int | None = None
     """When set, QA sets hold at most this many items, whatever was asked."""
+    models: list[str] | None = None
+    """What `GET /v1/models` lists; None answers 404 there, as endpoints without a listing do."""
+    expire_batches: int = 0
+    """The next this many batches expire half done."""
 
     def __post_init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
@@ -80,8 +89,14 @@ class FakeLLMServer:
         self._count = 0
         self._in_flight = 0
         self.max_in_flight = 0
+        self.busy_s = 0.0
+        """Sum of every request's time in the server: busy_s / active_s is the average in flight."""
+        self.first_start: float | None = None
+        self.last_end: float | None = None
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
 
     def __enter__(self) -> FakeLLMServer:
         self.start()
@@ -111,6 +126,11 @@ class FakeLLMServer:
         with self._lock:
             return self._count
 
+    @property
+    def active_s(self) -> float:
+        """Seconds from the first request's arrival to the last response."""
+        return (self.last_end - self.first_start) if self.first_start is not None else 0.0
+
     def add_fault(self, fault: Fault) -> None:
         with self._lock:
             self.faults.append(fault)
@@ -118,6 +138,8 @@ class FakeLLMServer:
     def _admit(self, raw: str) -> tuple[int, Fault | None]:
         """Number this request and claim the first fault that applies to it."""
         with self._lock:
+            if self.first_start is None:
+                self.first_start = time.perf_counter()
             self._count += 1
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -129,9 +151,11 @@ class FakeLLMServer:
                     return number, fault
         return number, None
 
-    def _leave(self) -> None:
+    def _leave(self, started: float) -> None:
         with self._lock:
             self._in_flight -= 1
+            self.last_end = time.perf_counter()
+            self.busy_s += self.last_end - started
 
     def _record(self, body: dict[str, Any]) -> None:
         with self._lock:
@@ -151,20 +175,34 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
-    def do_GET(self) -> None:
-        """`/health`, as `vllm serve` answers it once the model is loaded."""
-        status = 200 if self.path == "/health" else 404
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
     def do_POST(self) -> None:
+        if self.path.rstrip("/").endswith(("/files", "/batches")):
+            return self._batch_api(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode("utf-8")
+        started = time.perf_counter()
         number, fault = self.owner._admit(raw)
         try:
             self._respond(raw, number, fault)
         finally:
-            self.owner._leave()
+            self.owner._leave(started)
+
+    def do_GET(self) -> None:
+        server = self.owner
+        if self.path == "/health":  # as `vllm serve` answers once the model is loaded
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+            return self._send_json(401, {"error": {"message": "invalid api key", "type": "auth"}})
+        if (match := re.search(r"/files/([\w-]+)/content$", self.path)) and match[1] in server.files:
+            return self._send_bytes(200, server.files[match[1]])
+        if (match := re.search(r"/batches/([\w-]+)$", self.path)) and match[1] in server.batches:
+            return self._send_json(200, _poll_batch(server, match[1]))
+        if not self.path.rstrip("/").endswith("/models") or server.models is None:
+            return self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+        self._send_json(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0,
+                                                           "owned_by": "test"} for m in server.models]})
 
     def _respond(self, raw: str, number: int, fault: Fault | None) -> None:
         server = self.owner
@@ -198,6 +236,24 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_bytes(200, data[: len(data) // 2])
         self._send_json(200, payload)
 
+    def _batch_api(self, data: bytes) -> None:
+        server = self.owner
+        with server._lock:
+            if self.path.rstrip("/").endswith("/files"):
+                file_id = f"file-{len(server.files) + 1}"
+                server.files[file_id] = _multipart_file(self.headers.get("Content-Type", ""), data)
+                return self._send_json(200, {"id": file_id, "object": "file", "bytes": len(server.files[file_id]),
+                                             "created_at": 0, "filename": "input.jsonl", "purpose": "batch",
+                                             "status": "processed"})
+            request = json.loads(data)
+            batch_id = f"batch-{len(server.batches) + 1}"
+            server.batches[batch_id] = {
+                "id": batch_id, "object": "batch", "endpoint": request["endpoint"], "created_at": 0,
+                "completion_window": request["completion_window"], "input_file_id": request["input_file_id"],
+                "status": "validating", "output_file_id": None, "error_file_id": None, "request_counts": None,
+            }
+        self._send_json(200, server.batches[batch_id])
+
     def _send_json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(payload).encode(), headers)
 
@@ -212,6 +268,74 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout fault)
             self.close_connection = True
+
+
+# ---- batches ---------------------------------------------------------------------------------
+
+
+def _multipart_file(content_type: str, data: bytes) -> bytes:
+    """The `file` part of a multipart/form-data upload."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + data)
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            return part.get_payload(decode=True)
+    raise ValueError("no file part in the upload")
+
+
+def _poll_batch(server: FakeLLMServer, batch_id: str) -> dict[str, Any]:
+    """in_progress at the first poll; at the second, every line answered (or half, if it expires)."""
+    with server._lock:
+        batch = server.batches[batch_id]
+        if batch["status"] == "validating":
+            batch["status"] = "in_progress"
+            return dict(batch)
+        if batch["status"] != "in_progress":
+            return dict(batch)
+        expire = server.expire_batches > 0
+        server.expire_batches -= expire
+    lines = [json.loads(line) for line in server.files[batch["input_file_id"]].splitlines() if line.strip()]
+    done = lines[: len(lines) // 2] if expire else lines
+    outputs, errors = [], []
+    for line in done:
+        status, body = _batch_answer(server, line)
+        (outputs if status == 200 else errors).append(
+            {"id": f"req-{line['custom_id']}", "custom_id": line["custom_id"], "error": None,
+             "response": {"status_code": status, "request_id": "r", "body": body}})
+    for line in lines[len(done):]:
+        errors.append({"id": f"req-{line['custom_id']}", "custom_id": line["custom_id"], "response": None,
+                       "error": {"code": "batch_expired", "message": "This request could not be executed before the "
+                                                                         "completion window expired."}})
+    with server._lock:
+        for kind, rows in (("output_file_id", outputs), ("error_file_id", errors)):
+            if rows:
+                file_id = f"file-{len(server.files) + 1}"
+                server.files[file_id] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                batch[kind] = file_id
+        batch["status"] = "expired" if expire else "completed"
+        batch["request_counts"] = {"total": len(lines), "completed": len(outputs), "failed": len(errors)}
+        return dict(batch)
+
+
+def _batch_answer(server: FakeLLMServer, line: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """One batch line answered as the online endpoint would, its faults included."""
+    raw = json.dumps(line["body"])
+    number, fault = server._admit(raw)
+    try:
+        server._record(line["body"])
+        kind = fault.kind if fault else None
+        if kind in ("rate_limit", "server_error", "timeout", "drop", "truncated"):
+            return 500, {"error": {"message": "internal error", "type": "server_error"}}
+        content = answer(line["body"], quirks=server.quirks)
+        if kind == "invalid_json":
+            content = "Sure! " + content[: len(content) // 2]
+        elif kind == "schema_invalid":
+            content = json.dumps({"unexpected": True})
+        return 200, completion(line["body"], content, number)
+    finally:
+        server._leave(time.perf_counter())
 
 
 # ---- responses -------------------------------------------------------------------------------
@@ -388,19 +512,29 @@ def _texts(message: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    """Run as a process, a stand-in for `vllm serve` in the vLLM worker tests:
-    `python llm_server.py --port N [--startup-delay S]` (not listening until the delay is over)."""
+    """Serve from another process. With `--port N [--startup-delay S]`: a stand-in for `vllm serve`
+    in the vLLM worker tests (not listening until the delay is over; serves until killed).
+    Without `--port` (benchmarks): prints the base URL, serves until stdin closes, then prints
+    the request statistics as JSON."""
     import argparse
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int)
     parser.add_argument("--startup-delay", type=float, default=0.0)
+    parser.add_argument("--latency", type=float, default=0.0)
     args = parser.parse_args(argv)
-    time.sleep(args.startup_delay)
-    server = FakeLLMServer(quirks=False)
-    server.start(args.port)
-    print(f"serving on {server.base_url}", flush=True)
-    threading.Event().wait()
+    if args.port is not None:
+        time.sleep(args.startup_delay)
+        server = FakeLLMServer(quirks=False, latency_s=args.latency)
+        server.start(args.port)
+        print(f"serving on {server.base_url}", flush=True)
+        threading.Event().wait()
+    with FakeLLMServer(latency_s=args.latency) as server:
+        print(server.base_url, flush=True)
+        sys.stdin.read()
+        stats = {"requests": server.request_count, "busy_s": server.busy_s, "active_s": server.active_s,
+                 "max_in_flight": server.max_in_flight}
+    print(json.dumps(stats), flush=True)
 
 
 if __name__ == "__main__":

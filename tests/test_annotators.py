@@ -29,7 +29,7 @@ from vidcorpus.tasks.rewards import parse_choice
 
 RECORD_FIELDS = {
     "ann_id", "kind", "video_id", "clip_id", "payload", "evidence_spans", "model", "prompt_id",
-    "prompt_version", "request_hash", "tokens_in", "tokens_out", "cache_hit", "verdicts",
+    "prompt_version", "request_hash", "tokens_in", "tokens_out", "cost_usd", "verdicts",
 }
 FAILURE_FIELDS = {"uri", "video_id", "stage", "error_class", "message", "attempts", "item_id"}
 VIDEO_ID = "v0123456789abcdef"
@@ -100,7 +100,9 @@ def test_a_video_is_annotated_end_to_end_through_faults_and_a_rerun_makes_no_req
         assert server.request_count == requests_made  # everything came from the cache
 
     assert len(server.fired) == 6
-    assert usage["requests"] == requests_made and usage["retries"] == 5 and usage["repairs"] == 1
+    run = usage.pop("run")
+    assert (run["requests"], run["retries"], run["repairs"], run["cache_hits"]) == (requests_made, 5, 1, 0)
+    assert usage["qa_dropped_duplicate"] == 1 and usage["qa_dropped_blind"] == 1
     assert all(set(a) == RECORD_FIELDS for a in annotations)
 
     captions = by_kind(annotations, "caption")
@@ -130,11 +132,11 @@ def test_a_video_is_annotated_end_to_end_through_faults_and_a_rerun_makes_no_req
     assert all(a["tokens_in"] > 0 and a["model"] == config.model for a in annotations)
 
     assert again_failures == failures
-    assert usage["tokens_in"] > 0 and again_usage["tokens_in"] == 0
-    assert again_usage["cache_hits"] == again_usage["calls"] == usage["calls"]
-    assert all(a["cache_hit"] for a in again)
-    strip = lambda rows: [{k: v for k, v in a.items() if k != "cache_hit"} for a in rows]
-    assert strip(again) == strip(annotations)  # same ids, payloads, provenance and tokens
+    again_run = again_usage.pop("run")
+    assert usage["tokens_in"] > 0 and again_run["tokens_in"] == again_run["requests"] == 0
+    assert again_run["cache_hits"] == again_usage["calls"] == usage["calls"]
+    assert again_usage == usage  # this version's tokens and cost, however they were answered
+    assert again == annotations  # same rows, byte for byte: nothing in them depends on the run
 
 
 def test_failed_items_become_failure_rows_and_the_rest_goes_on():

@@ -129,7 +129,7 @@ def test_cache_makes_a_rerun_free_and_keys_on_model_prompt_version_and_request(t
         other_model = LLMClient(endpoint, cache=cache).call(blind_question())
         assert server.request_count == 3
         body = make_client(server).body(blind_question())
-    assert not first.cache_hit and again.cache_hit and again.attempts == 0
+    assert not first.cache_hit and again.cache_hit and again.sent == first.sent  # as first made; nothing sent now
     assert (again.value, again.usage, again.request_hash) == (first.value, first.usage, first.request_hash)
     assert len({first.request_hash, other_question.request_hash, other_model.request_hash}) == 3
     assert (tmp_path / "cache" / first.request_hash[:2] / f"{first.request_hash}.json").is_file()
@@ -146,12 +146,46 @@ def test_a_corrupt_cache_entry_is_a_miss(tmp_path: Path):
     assert again.ok and not again.cache_hit
 
 
-def test_failures_are_not_cached(tmp_path: Path):
+def test_transport_failures_are_not_cached(tmp_path: Path):
     cache = ResponseCache(str(tmp_path))
     with FakeLLMServer(faults=[Fault("server_error", nth=1)]) as server:
         assert not make_client(server, cache=cache, max_retries=0).call(blind_question()).ok
         assert make_client(server, cache=cache, max_retries=0).call(blind_question()).ok
         assert server.request_count == 2
+
+
+def test_deterministic_failures_are_cached_with_their_outcome_and_never_sent_again(tmp_path: Path):
+    cache = ResponseCache(str(tmp_path))
+    with FakeLLMServer(faults=[Fault("schema_invalid", pattern="jacket", times=2)]) as server:
+        first = make_client(server, cache=cache).call(blind_question())
+        assert server.request_count == 2  # the request and its repair
+        again = make_client(server, cache=cache).call(blind_question())
+        assert server.request_count == 2
+    assert not first.ok and first.deterministic and (first.error_class, first.sent.repairs) == ("ValidationError", 1)
+    assert not again.ok and again.cache_hit
+    assert (again.error_class, again.message, again.attempts, again.usage) == (
+        first.error_class, first.message, first.attempts, first.usage)
+
+
+def test_identical_requests_in_flight_are_sent_once():
+    with FakeLLMServer(latency_s=0.3) as server:
+        outcomes = make_client(server, concurrency=8).map([blind_question()] * 5 + [blind_question("Other?")])
+        assert server.request_count == 2
+    assert all(o.ok for o in outcomes)
+    assert sum(not o.cache_hit for o in outcomes[:5]) == 1  # one sent, four shared its answer
+    assert all(o.value == outcomes[0].value and o.item_id == "item:Which colour is the jacket?" for o in outcomes[:5])
+
+
+def test_counters_are_http_retries_and_repair_requests():
+    faults = [Fault("server_error", nth=1), Fault("rate_limit", nth=2), Fault("schema_invalid", nth=3)]
+    with FakeLLMServer(faults=faults) as server:
+        result = make_client(server).call(blind_question())
+        assert server.request_count == 4
+    assert result.ok and result.repaired
+    assert (result.sent.requests, result.sent.retries, result.sent.repairs) == (4, 2, 1)
+    with FakeLLMServer() as server:
+        clean = make_client(server).call(blind_question())
+    assert (clean.sent.requests, clean.sent.retries, clean.sent.repairs) == (1, 0, 0)
 
 
 def test_map_keeps_order_and_bounds_requests_in_flight():

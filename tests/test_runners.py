@@ -328,3 +328,16 @@ def test_a_local_build_runs_on_the_fn_api_runner_in_the_configured_mode_and_neve
     assert isinstance(local_runner("direct", pipeline_options("direct")), fn_runner.FnApiRunner)
     assert isinstance(local_runner("prism", pipeline_options("prism")), prism_runner.PrismRunner)
     assert local_runner("dataflow", PipelineOptions()) is None
+
+
+def test_job_graph_check_finds_an_api_key_pickled_into_a_step():
+    check = check_module()
+    df, _ = check.with_placeholders(DataflowConfig())
+    key = "sk-leaked-into-the-graph-0123456789"
+
+    def compose(p):
+        _ = p | beam.Create([1], reshuffle=False) | "Leaky" >> beam.Map(lambda i, k: (i, k), key)
+
+    job, _ = check.dry_run(compose, df)
+    assert any("Leaky" in p for p in check._check_secret(job.proto_pipeline, "{}", key))
+    assert not list(check._check_secret(job.proto_pipeline, "{}", "sk-not-there-0123456789"))

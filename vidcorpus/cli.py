@@ -1,6 +1,6 @@
 """vidcorpus: raw videos in, a versioned training corpus for long-video language models out.
 
-Commands: build · demo · validate · report · publish · inspect · export · llm ab · models fetch
+Commands: build · demo · validate · report · publish · inspect · export · llm (ab, export, import) · models fetch
 
 Global flags go anywhere on the line: -v (warnings, failures and a traceback on error),
 -vv (also Beam's own INFO logs), -q (errors only, no progress line).
@@ -63,6 +63,8 @@ def _add_commands(commands, flags: argparse.ArgumentParser) -> None:
                        help="process again the videos an earlier run of this config staged as failures")
     build.add_argument("--allow-empty", action="store_true",
                        help="build a release even when the input matches no video (otherwise an error)")
+    build.add_argument("--no-wait", action="store_true",
+                       help="llm.mode=batch: submit the pending batches and exit with code 75; rerun to collect")
     _config_args(build)
 
     demo = commands.add_parser("demo", help="generate sample videos and build a demo corpus from them",
@@ -103,8 +105,14 @@ def _add_commands(commands, flags: argparse.ArgumentParser) -> None:
     export.add_argument("--output", help="export folder (default: <release>/exports/<format>)")
     export.add_argument("--split", help="only this split's rows")
     export.add_argument("--frames", type=int, default=8, help="frames per video in the TRL and OpenAI formats")
-    llm = commands.add_parser("llm", help="LLM prompt tools", parents=[flags]).add_subparsers(
-        dest="llm_command", required=True)
+    llm = commands.add_parser("llm", help="LLM tools: prompt A/B, batch JSONL for an offline GPU node",
+                              parents=[flags]).add_subparsers(dest="llm_command", required=True)
+    export_batch = llm.add_parser("export", help="write the pending batch round as OpenAI Batch JSONL", parents=[flags])
+    export_batch.add_argument("work_dir", help="the build's work directory (<release>/.work or <output>/<name>/.work)")
+    export_batch.add_argument("--output", default="-", help="file to write (default: stdout)")
+    imports = llm.add_parser("import", help="hand batch results JSONL to the next build", parents=[flags])
+    imports.add_argument("results", help="results JSONL (vllm run-batch -o, or an OpenAI batch output file)")
+    imports.add_argument("--work-dir", required=True, help="the build's work directory")
     ab = llm.add_parser("ab", help="caption a release's clips with two prompt versions, side by side in report.html",
                         parents=[flags])
     ab.add_argument("release")
@@ -160,11 +168,12 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _build(args) -> int:
+    overrides = ["llm.batch_wait=false"] if args.no_wait else []
     try:
-        cfg = _load_config(args)  # before the pipeline's imports, so a bad key fails at once
+        cfg = _load_config(args, overrides=overrides)  # before the pipeline's imports, so a bad key fails at once
     except ConfigError as exc:
         return _fail(str(exc))
-    from vidcorpus.pipelines.build import build
+    from vidcorpus.pipelines.build import BatchesPending, StageFailed, build
     from vidcorpus.pipelines.lock import BuildLocked
     from vidcorpus.pipelines.preflight import CannotStart
     from vidcorpus.release.layout import ReleaseExists
@@ -173,6 +182,10 @@ def _build(args) -> int:
     try:
         summary = build(args.input, args.output, cfg, name=args.name,
                         version=args.version, retry_failed=args.retry_failed, allow_empty=args.allow_empty)
+    except BatchesPending as exc:
+        return _fail(str(exc), EX_TEMPFAIL)
+    except StageFailed as exc:
+        return _fail(str(exc), 1)
     except (ReleaseExists, CannotStart, BuildLocked) as exc:  # known before the pipeline started; the rest: main
         return _fail(str(exc))
     except DiskFull as exc:
@@ -181,9 +194,10 @@ def _build(args) -> int:
     return 0
 
 
-def _load_config(args, defaults: tuple[str, ...] = ()):
-    """The recipe, then `defaults`, then --set overrides; -q also turns the progress line off."""
-    return load_config(args.config, [*defaults, *args.set, *(["runner.progress=false"] if args.quiet else [])])
+def _load_config(args, defaults: tuple[str, ...] = (), overrides: list[str] = ()):
+    """The recipe, then `defaults`, then --set and `overrides`; -q also turns the progress line off."""
+    return load_config(args.config, [*defaults, *args.set, *overrides,
+                                     *(["runner.progress=false"] if args.quiet else [])])
 
 
 def _demo(args) -> int:
@@ -225,6 +239,36 @@ def _print_summary(summary) -> None:
           f"({c['inputs_failed']} inputs failed), {c['shards']} shards; dataset hash {summary.dataset_hash[:16]}")
     for stage, reason in summary.skipped_stages.items():
         print(f"  skipped stage {stage}: {reason}")
+    if llm := summary.run.get("llm"):
+        print(f"  LLM this run: {llm.get('requests', 0)} requests ({llm.get('retries', 0)} retries, "
+              f"{llm.get('repairs', 0)} repairs), {llm.get('cache_hits', 0)} cache hits, "
+              f"{llm.get('tokens_in', 0) + llm.get('tokens_out', 0)} tokens, ${llm.get('cost_usd', 0):.4f}")
+
+
+def _llm(args) -> int:
+    return {"ab": _llm_ab, "export": _llm_batch, "import": _llm_batch}[args.llm_command](args)
+
+
+def _llm_batch(args) -> int:
+    from vidcorpus.annotators.batch import export_requests, import_results
+    from vidcorpus.pipelines.annotate import LLM_CACHE
+    from vidcorpus.storage import join
+
+    if args.llm_command == "export":
+        data = export_requests(join(args.work_dir, LLM_CACHE))
+        if not data:
+            return _fail(f"{args.work_dir}: no pending batch round (run `build` with llm.mode=batch and "
+                         f"--set llm.batch_submit=false first)", 1)
+        if args.output == "-":
+            sys.stdout.buffer.write(data)
+        else:
+            with open(args.output, "wb") as f:
+                f.write(data)
+        return 0
+    with open(args.results, "rb") as f:
+        count = import_results(join(args.work_dir, LLM_CACHE), f.read())
+    print(f"{count} results imported; run the same build command again to collect them")
+    return 0
 
 
 def _validate(args) -> int:
@@ -273,7 +317,7 @@ def _inspect(args) -> int:
 
     manifest = read_manifest(args.release)
     print(json.dumps({k: manifest.get(k) for k in ("name", "version", "counts", "skipped_stages", "models",
-                                                   "usage", "dataset_hash")}, indent=2))
+                                                   "usage", "run", "dataset_hash")}, indent=2))
     clips = read_table(args.release, manifest, "clips")
     for clip in (clips.slice(0, args.clips).to_pylist() if clips is not None else []):
         print(f"{clip['clip_id']}  {clip['start_s']:8.2f}-{clip['end_s']:8.2f} s  "
@@ -293,7 +337,7 @@ def _export(args) -> int:
     return 0
 
 
-def _llm(args) -> int:
+def _llm_ab(args) -> int:
     from vidcorpus.config.llm import skipped_reason
     from vidcorpus.publish.ab import run_ab
 
@@ -313,7 +357,8 @@ def _llm(args) -> int:
 
 COMMANDS = {"build": _build, "demo": _demo, "validate": _validate, "report": _report, "publish": _publish,
             "inspect": _inspect, "export": _export, "llm": _llm, "models": _models}
-
+EX_TEMPFAIL = 75
+"""Exit code of `build --no-wait` with batches submitted: try again later (sysexits.h)."""
 
 
 def entry() -> None:

@@ -1,7 +1,8 @@
 """Content-addressed response cache, so a re-run or resumed build pays for no LLM call twice.
 
 Entries live at `<root>/<key[:2]>/<key>.json` and go through Beam FileSystems, so a local
-directory and a `gs://` bucket work the same. The key is a hash of (model, prompt id and
+directory and a `gs://` bucket work the same (a local root takes a shortcut through `os`: the
+cache is read before every request, hundreds a second). The key is a hash of (model, prompt id and
 version, exact request body); it never includes the endpoint's credentials. An entry holds
 only what the client needs to rebuild a result (the validated content and its usage), not the
 request, which can carry megabytes of images.
@@ -18,6 +19,8 @@ from typing import Any
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+from vidcorpus import storage
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,10 @@ class ResponseCache:
     def get(self, key: str) -> dict[str, Any] | None:
         """The stored entry, or None when absent or unreadable (then the call is simply made again)."""
         path = self.path(key)
-        if not FileSystems.match([path])[0].metadata_list:
-            return None
         try:
-            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-                entry = json.loads(f.read().decode("utf-8"))
+            entry = json.loads(_read(path).decode("utf-8"))
+        except FileNotFoundError:
+            return None
         except Exception as exc:  # a torn or foreign file is a miss, not a crash
             log.warning("unreadable cache entry %s: %s", path, type(exc).__name__)
             return None
@@ -61,6 +63,22 @@ class ResponseCache:
         path = self.path(key)
         data = json.dumps({**entry, "key": key}, sort_keys=True, ensure_ascii=False).encode("utf-8")
         tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+        if storage.is_local(path):
+            os.makedirs(os.path.dirname(storage.local_path(path)), exist_ok=True)
+            with open(storage.local_path(tmp), "wb") as f:
+                f.write(data)
+            os.replace(storage.local_path(tmp), storage.local_path(path))
+            return
         with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             f.write(data)
         FileSystems.rename([tmp], [path])
+
+
+def _read(path: str) -> bytes:
+    if storage.is_local(path):
+        with open(storage.local_path(path), "rb") as f:
+            return f.read()
+    if not FileSystems.match([path])[0].metadata_list:
+        raise FileNotFoundError(path)
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read()

@@ -10,7 +10,12 @@ returns an `LLMResult` (a validated pydantic value plus provenance and token usa
 - Structured output: `response_format` carries a strict JSON schema generated from the pydantic
   output model; the reply is validated with that model. One repair round sends the invalid
   reply and the validation error back; a second invalid reply becomes an `LLMFailure`.
-- Cached by (model, prompt id and version, exact request body) through `ResponseCache`.
+- Cached by (model, prompt id and version, exact request body) through `ResponseCache`:
+  answers and deterministic failures (invalid after the repair round, refusals, requests the
+  server rejects as malformed), so a rerun sends nothing it sent before; transport failures
+  (after their retries) are not cached and are asked again.
+- Everything a worker's clients share (in-flight cap, coalescing of identical requests, budget,
+  tokens-per-minute, circuit breaker) lives in one `Engine`.
 """
 
 from __future__ import annotations
@@ -18,11 +23,10 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
@@ -31,9 +35,13 @@ import openai
 from openai.types.chat import ChatCompletion
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
+from vidcorpus.annotators.batch import BATCH_PENDING, BatchCollector, BatchLineFailed, BatchPending, batch_collector
 from vidcorpus.annotators.cache import ResponseCache, request_key
+from vidcorpus.annotators.engine import Engine
 from vidcorpus.annotators.prompts import Prompt
-from vidcorpus.config.llm import AnnotatorConfig, Endpoint, resolve_endpoint
+from vidcorpus.annotators.ratelimit import estimate_input_tokens
+from vidcorpus.annotators.secrets import with_key
+from vidcorpus.config.llm import AnnotatorConfig, Endpoint, Price, price_of, resolve_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,8 @@ T = TypeVar("T", bound="OutputModel")
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+DETERMINISTIC_ERRORS = frozenset({"ValidationError", "Refusal", "BadRequestError", "UnprocessableEntityError"})
+"""Failures the same request would meet again: cached with their outcome, never re-sent."""
 MAX_RETRY_AFTER_S = 300.0
 REPAIR_INSTRUCTION = (
     "Your previous reply was not valid for the required JSON schema.\n"
@@ -90,41 +100,65 @@ class LLMRequest(Generic[T]):
 
 
 @dataclass(frozen=True)
-class LLMResult(Generic[T]):
-    ok: ClassVar[bool] = True
+class Sent:
+    """What making one outcome took: HTTP requests, of which retries (transport) and repairs."""
+
+    requests: int = 0
+    retries: int = 0
+    repairs: int = 0
+
+
+@dataclass(frozen=True)
+class _Outcome:
     item_id: str
-    value: T
     model: str
     prompt_id: str
     prompt_version: int
     request_hash: str
     usage: Usage
+    sent: Sent
+    """As first made; a cache hit repeats it (so rows stay the same) and sends nothing."""
     cache_hit: bool
-    attempts: int
-    """HTTP requests made for this result (0 on a cache hit), repair round included."""
-    repaired: bool
+    """Answered without a request this run: from the cache, or shared with an identical one in flight."""
+    price: Price
+    batch: bool
+
+    @property
+    def attempts(self) -> int:
+        return self.sent.requests
 
     @property
     def retries(self) -> int:
-        return max(0, self.attempts - 1 - int(self.repaired))
+        return self.sent.retries
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_of(self.usage)
+
+    def cost_of(self, usage: Usage) -> float:
+        return self.price.cost_usd(usage.tokens_in, usage.tokens_out, self.batch)
 
 
 @dataclass(frozen=True)
-class LLMFailure:
-    ok: ClassVar[bool] = False
-    item_id: str
-    model: str
-    prompt_id: str
-    prompt_version: int
-    request_hash: str
-    error_class: str
-    message: str
-    attempts: int
-    usage: Usage = Usage()
+class LLMResult(_Outcome, Generic[T]):
+    ok: ClassVar[bool] = True
+    value: T = None  # type: ignore[assignment]
 
     @property
-    def retries(self) -> int:
-        return max(0, self.attempts - 1)
+    def repaired(self) -> bool:
+        return self.sent.repairs > 0
+
+
+@dataclass(frozen=True)
+class LLMFailure(_Outcome):
+    ok: ClassVar[bool] = False
+    error_class: str = ""
+    message: str = ""
+
+    @property
+    def deterministic(self) -> bool:
+        """The same request would fail the same way again: cached, so a rerun does not pay twice."""
+        return self.error_class in DETERMINISTIC_ERRORS
 
 
 Outcome = LLMResult | LLMFailure
@@ -152,36 +186,41 @@ def json_schema_for(model: type[BaseModel]) -> dict[str, Any]:
 
 
 class LLMClient:
-    """Thread-safe; share one per worker process so `concurrency` bounds that worker's requests."""
+    """Thread-safe; the clients of one worker process share one `Engine` (in-flight cap and limits)."""
 
     def __init__(
         self,
         endpoint: Endpoint,
         *,
-        concurrency: int = 8,
+        concurrency: int = 64,
         max_retries: int = 5,
         timeout_s: float = 120.0,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
         cache: ResponseCache | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        slots: threading.Semaphore | None = None,
+        engine: Engine | None = None,
+        price: Price | None = None,
+        batch: BatchCollector | None = None,
     ):
-        """`slots` lets several clients (one per annotator) share one in-flight bound."""
+        """Without `engine` the client gets its own, bounded by `concurrency`."""
         self.endpoint = endpoint
-        self.concurrency = concurrency
+        self.engine = engine if engine is not None else Engine(concurrency)
+        self.concurrency = self.engine.concurrency
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.cache = cache
+        self.price = price or Price()
+        self.batch = batch is not None
         self._sleep = sleep
-        self._slots = slots if slots is not None else threading.BoundedSemaphore(concurrency)
         self._openai = openai.OpenAI(
             api_key=endpoint.api_key or "unused",  # local servers (vLLM, Ollama) need no key
             base_url=endpoint.base_url or OPENAI_BASE_URL,
             timeout=timeout_s,
             max_retries=0,
         )
+        self.collector = batch.with_client(self._openai) if batch is not None else None
 
     @classmethod
     def from_config(
@@ -191,14 +230,14 @@ class LLMClient:
         *,
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        slots: threading.Semaphore | None = None,
+        engine: Engine | None = None,
     ) -> LLMClient | None:
         """The client for annotator `name`, or None when it is disabled or has no endpoint."""
         endpoint = resolve_endpoint(config, name, env)
         if endpoint is None:
             return None
         return cls(
-            endpoint,
+            with_key(endpoint, config),
             concurrency=config.concurrency,
             max_retries=config.max_retries,
             timeout_s=config.timeout_s,
@@ -206,15 +245,27 @@ class LLMClient:
             backoff_max_s=config.backoff_max_s,
             cache=ResponseCache(config.cache_dir) if config.cache_dir else None,
             sleep=sleep,
-            slots=slots,
+            engine=engine,
+            price=price_of(config, endpoint.model),
+            batch=batch_collector(config, name, sleep) if config.mode == "batch" else None,
         )
 
     def __repr__(self) -> str:
         e = self.endpoint
         return f"LLMClient(name={e.name!r}, model={e.model!r}, base_url={e.base_url!r}, concurrency={self.concurrency})"
 
+    @property
+    def closed(self) -> bool:
+        return self._openai is None
+
     def close(self) -> None:
-        self._openai.close()
+        """Close the connections and let go of the HTTP client now, not at interpreter exit,
+        when its finaliser can no longer run cleanly."""
+        if self._openai is not None:
+            self._openai.close()
+        self._openai = None
+        if self.collector is not None:
+            self.collector.client = None
 
     @property
     def model(self) -> str:
@@ -241,75 +292,103 @@ class LLMClient:
         return body
 
     def map(self, requests: Iterable[LLMRequest]) -> list[Outcome]:
-        """Run requests with up to `concurrency` in flight; outcomes come back in request order."""
-        requests = list(requests)
-        if len(requests) <= 1:
-            return [self.call(r) for r in requests]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
-            return list(pool.map(self.call, requests))
+        """Run requests on the engine's shared pool; outcomes come back in request order."""
+        return self.engine.map(self.call, requests)
 
     def call(self, request: LLMRequest) -> Outcome:
         body = self.body(request)
         key = request_key(self.model, request.prompt.id, request.prompt.version, body)
-        if (cached := self._from_cache(request, key)) is not None:
+        if (cached := self.from_cache(request, key)) is not None:
             return cached
-        with self._slots:
+        outcome, shared = self.engine.once(key, lambda: self._send_now(request, body, key))
+        return replace(outcome, item_id=request.item_id, cache_hit=True) if shared else outcome
+
+    def _send_now(self, request: LLMRequest, body: dict[str, Any], key: str) -> Outcome:
+        """Ask the endpoint, unless the breaker is open or the budget spent; settle and cache.
+        A batch round waits for all of its requests, so batch mode takes no in-flight slot."""
+        with nullcontext() if self.collector is not None else self.engine.slots:
+            if (refusal := self.engine.refusal()) is not None:
+                return self._failure(request, key, *refusal, sent=Sent(), usage=Usage())
+            if self.engine.rate is not None:
+                self.engine.rate.acquire(estimate_input_tokens(body["messages"]))
             outcome = self._complete(request, body, key)
-        if outcome.ok and self.cache is not None:
-            self.cache.put(key, {
-                "model": self.model,
-                "prompt_id": request.prompt.id,
-                "prompt_version": request.prompt.version,
-                "content": outcome.value.model_dump_json(),
-                "usage": {"tokens_in": outcome.usage.tokens_in, "tokens_out": outcome.usage.tokens_out},
-                "repaired": outcome.repaired,
-            })
+        self.settle(outcome)
         return outcome
 
-    def _from_cache(self, request: LLMRequest, key: str) -> LLMResult | None:
+    def settle(self, outcome: Outcome) -> None:
+        """Charge the budget, tell the breaker, and cache what a rerun must not ask again."""
+        self.engine.budget.charge(outcome.cost_usd, outcome.usage.tokens_in + outcome.usage.tokens_out)
+        transport = None if outcome.ok or outcome.deterministic else f"{outcome.error_class}: {outcome.message[:200]}"
+        if outcome.ok or outcome.error_class != BATCH_PENDING:
+            self.engine.breaker.record(transport)
+        if self.cache is None or not (outcome.ok or outcome.deterministic):
+            return
+        entry = {
+            "model": self.model,
+            "prompt_id": outcome.prompt_id,
+            "prompt_version": outcome.prompt_version,
+            "usage": {"tokens_in": outcome.usage.tokens_in, "tokens_out": outcome.usage.tokens_out},
+            "sent": {"requests": outcome.sent.requests, "retries": outcome.sent.retries,
+                     "repairs": outcome.sent.repairs},
+        }
+        if outcome.ok:
+            entry["content"] = outcome.value.model_dump_json()
+        else:
+            entry["failure"] = {"error_class": outcome.error_class, "message": outcome.message}
+        self.cache.put(outcome.request_hash, entry)
+
+    def from_cache(self, request: LLMRequest, key: str) -> Outcome | None:
         entry = self.cache.get(key) if self.cache is not None else None
         if entry is None:
             return None
         try:
-            value = request.output.model_validate_json(entry["content"])
             usage = Usage(**entry["usage"])
+            sent = Sent(**entry.get("sent", {}))
+            if "failure" in entry:
+                failure = entry["failure"]
+                return self._failure(request, key, failure["error_class"], failure["message"], sent=sent,
+                                     usage=usage, cache_hit=True)
+            value = request.output.model_validate_json(entry["content"])
         except (ValidationError, KeyError, TypeError):
             return None
-        return self._result(request, key, value, usage, cache_hit=True, attempts=0, repaired=bool(entry.get("repaired")))
+        return self._result(request, key, value, usage, sent=sent, cache_hit=True)
 
     def _complete(self, request: LLMRequest, body: dict[str, Any], key: str) -> Outcome:
         """First round, then at most one repair round; each round retries transport errors."""
         messages = list(body["messages"])
-        usage, attempts = Usage(), 0
+        usage, sent = Usage(), Sent()
         for repair_round in (False, True):
-            reply = self._send({**body, "messages": messages}, request, key)
-            attempts += reply.attempts
+            reply = self._send({**body, "messages": messages}, request, f"{key}-repair" if repair_round else key)
+            sent = Sent(sent.requests + reply.attempts, sent.retries + reply.attempts - 1,
+                        sent.repairs + repair_round)
             usage += reply.usage
             if reply.error is not None:
-                return self._failure(request, key, *reply.error, attempts=attempts, usage=usage)
+                return self._failure(request, key, *reply.error, sent=sent, usage=usage)
             try:
                 value = request.output.model_validate_json(reply.content)
             except ValidationError as exc:
                 error = _describe_validation(exc)
                 if repair_round:
-                    return self._failure(request, key, "ValidationError", error, attempts=attempts, usage=usage)
+                    return self._failure(request, key, "ValidationError", error, sent=sent, usage=usage)
                 log.info("invalid %s reply for %s, asking for a repair", request.prompt.id, request.item_id)
                 messages += [
                     {"role": "assistant", "content": reply.content},
                     {"role": "user", "content": REPAIR_INSTRUCTION.format(error=error)},
                 ]
                 continue
-            return self._result(request, key, value, usage, cache_hit=False, attempts=attempts, repaired=repair_round)
+            return self._result(request, key, value, usage, sent=sent)
         raise AssertionError("unreachable")
 
     def _send(self, body: dict[str, Any], request: LLMRequest, key: str) -> _Reply:
         """One round: the first attempt plus up to `max_retries` retries of transient errors."""
         for attempt in range(self.max_retries + 1):
             try:
-                completion = self._openai.chat.completions.create(**body)
+                completion = self._transport(body, key)
                 if not isinstance(completion, ChatCompletion):
                     raise _MalformedResponse(f"expected a chat completion, got {type(completion).__name__}")
-            except (openai.APIConnectionError, _MalformedResponse, json.JSONDecodeError) as exc:
+            except BatchPending as exc:
+                return _Reply(attempts=attempt + 1, error=(BATCH_PENDING, str(exc)))
+            except (openai.APIConnectionError, _MalformedResponse, json.JSONDecodeError, BatchLineFailed) as exc:
                 error, retry_after = exc, None
             except openai.APIStatusError as exc:
                 if not _retryable_status(exc.status_code):
@@ -319,13 +398,21 @@ class LLMClient:
                 return _reply_of(completion, attempts=attempt + 1)
             if attempt == self.max_retries:
                 return _Reply(attempts=attempt + 1, error=self._error(error))
-            delay = self._delay(attempt, key, retry_after)
+            delay = 0.0 if self.collector is not None else self._delay(attempt, key, retry_after)
             log.warning(
                 "%s for %s (%s), retry %d/%d in %.2fs",
                 type(error).__name__, request.item_id, request.prompt.id, attempt + 1, self.max_retries, delay,
             )
             self._sleep(delay)
         raise AssertionError("unreachable")
+
+    def _transport(self, body: dict[str, Any], custom_id: str) -> ChatCompletion:
+        """One request: posted now, or a line of this round's batch (`custom_id`: the cache key)."""
+        if self.collector is not None:
+            return self.collector.complete(custom_id, body)
+        # the body is already the exact wire format: post it as is (the typed
+        # `chat.completions.create` re-walks every message, a fifth of a request's CPU)
+        return self._openai.post("/chat/completions", body=body, cast_to=ChatCompletion)
 
     def _delay(self, attempt: int, key: str, retry_after: float | None) -> float:
         """Retry-After when the server gives one, else capped exponential backoff with jitter.
@@ -345,24 +432,19 @@ class LLMClient:
         key = self.endpoint.api_key
         return text.replace(key, "***") if key else text
 
-    def _result(
-        self, request: LLMRequest, key: str, value: OutputModel, usage: Usage, *,
-        cache_hit: bool, attempts: int, repaired: bool,
-    ) -> LLMResult:
-        return LLMResult(
-            item_id=request.item_id, value=value, model=self.model, prompt_id=request.prompt.id,
-            prompt_version=request.prompt.version, request_hash=key, usage=usage,
-            cache_hit=cache_hit, attempts=attempts, repaired=repaired,
-        )
+    def _result(self, request: LLMRequest, key: str, value: OutputModel, usage: Usage, *, sent: Sent,
+                cache_hit: bool = False) -> LLMResult:
+        return LLMResult(**self._provenance(request, key, usage, sent, cache_hit), value=value)
 
-    def _failure(
-        self, request: LLMRequest, key: str, error_class: str, message: str, *, attempts: int, usage: Usage,
-    ) -> LLMFailure:
-        return LLMFailure(
-            item_id=request.item_id, model=self.model, prompt_id=request.prompt.id,
-            prompt_version=request.prompt.version, request_hash=key, error_class=error_class,
-            message=self._redact(message)[:2000], attempts=attempts, usage=usage,
-        )
+    def _failure(self, request: LLMRequest, key: str, error_class: str, message: str, *, sent: Sent,
+                 usage: Usage, cache_hit: bool = False) -> LLMFailure:
+        return LLMFailure(**self._provenance(request, key, usage, sent, cache_hit), error_class=error_class,
+                          message=self._redact(message)[:2000])
+
+    def _provenance(self, request: LLMRequest, key: str, usage: Usage, sent: Sent, cache_hit: bool) -> dict:
+        return dict(item_id=request.item_id, model=self.model, prompt_id=request.prompt.id,
+                    prompt_version=request.prompt.version, request_hash=key, usage=usage, sent=sent,
+                    cache_hit=cache_hit, price=self.price, batch=self.batch)
 
 
 @dataclass(frozen=True)

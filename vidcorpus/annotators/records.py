@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from vidcorpus.annotators.batch import BATCH_PENDING
+from vidcorpus.annotators.breaker import CIRCUIT_OPEN
+from vidcorpus.annotators.budget import BUDGET_EXHAUSTED
 from vidcorpus.annotators.client import LLMResult, Outcome, Usage
 
 KINDS = ("caption", "summary", "qa", "cot")
@@ -44,7 +47,7 @@ def annotation_record(
         "request_hash": result.request_hash,
         "tokens_in": usage.tokens_in,
         "tokens_out": usage.tokens_out,
-        "cache_hit": result.cache_hit,
+        "cost_usd": round(result.cost_of(usage), 8),
         "verdicts": _json(verdicts or {}),
     }
 
@@ -59,17 +62,37 @@ def split_usage(usage: Usage, n: int) -> list[Usage]:
 
 
 @dataclass
+class RunTotals:
+    """What this run sent for one video: run-dependent (a warm cache sends nothing), so it goes to
+    the manifest's `run` section, never into a table."""
+
+    requests: int = 0
+    """HTTP requests sent, retries and repairs included."""
+    retries: int = 0
+    """HTTP retries of transport errors (429, 5xx, timeouts, dropped connections, cut bodies)."""
+    repairs: int = 0
+    """Repair requests sent after an invalid reply."""
+    cache_hits: int = 0
+    """Calls answered by the cache or by an identical request in flight."""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    budget_exhausted: int = 0
+    circuit_open: int = 0
+    batch_pending: int = 0
+    """Calls left in a submitted batch (`--no-wait`): collected by the next run."""
+
+
+@dataclass
 class UsageTotals:
-    """What annotating one video cost. Tokens count only calls made now, not cache hits."""
+    """What this version's annotations of one video cost (the same whether answered now or from
+    the cache), plus `run`: what this run actually sent for them."""
 
     calls: int = 0
-    cache_hits: int = 0
-    requests: int = 0
-    retries: int = 0
-    repairs: int = 0
     failures: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    cost_usd: float = 0.0
     qa_asked: int = 0
     qa_kept: int = 0
     qa_fewer_than_asked: int = 0
@@ -82,27 +105,48 @@ class UsageTotals:
     """Videos whose summary lacks some chunks (a failed map or reduce call)."""
     letters: dict[str, int] = field(default_factory=dict)
     """Correct option letters of the kept multiple-choice items (reported as `qa_letter_<L>`)."""
+    by_prompt: dict[str, list] = field(default_factory=dict)
+    run: RunTotals = field(default_factory=RunTotals)
 
     def count_letter(self, letter: str) -> None:
         self.letters[letter] = self.letters.get(letter, 0) + 1
 
     def add(self, outcome: Outcome) -> None:
         self.calls += 1
-        self.requests += outcome.attempts
-        self.retries += outcome.retries
-        if outcome.ok:
-            self.cache_hits += outcome.cache_hit
-            self.repairs += outcome.repaired
-        else:
-            self.failures += 1
-        if not (outcome.ok and outcome.cache_hit):
-            self.tokens_in += outcome.usage.tokens_in
-            self.tokens_out += outcome.usage.tokens_out
+        self.failures += not outcome.ok
+        self.tokens_in += outcome.usage.tokens_in
+        self.tokens_out += outcome.usage.tokens_out
+        self.cost_usd += outcome.cost_usd
+        stage = self.by_prompt.setdefault(outcome.prompt_id, [0, 0, 0.0])
+        stage[0] += outcome.usage.tokens_in
+        stage[1] += outcome.usage.tokens_out
+        stage[2] += outcome.cost_usd
+        self._add_run(outcome)
 
-    def as_dict(self) -> dict[str, int]:
-        totals = asdict(self)
-        letters = totals.pop("letters")
-        return {**totals, **{f"qa_letter_{letter}": n for letter, n in sorted(letters.items())}}
+    def _add_run(self, outcome: Outcome) -> None:
+        run = self.run
+        if outcome.cache_hit:
+            run.cache_hits += 1
+            return
+        run.requests += outcome.sent.requests
+        run.retries += outcome.sent.retries
+        run.repairs += outcome.sent.repairs
+        run.tokens_in += outcome.usage.tokens_in
+        run.tokens_out += outcome.usage.tokens_out
+        run.cost_usd += outcome.cost_usd
+        if not outcome.ok:
+            run.budget_exhausted += outcome.error_class == BUDGET_EXHAUSTED
+            run.circuit_open += outcome.error_class == CIRCUIT_OPEN
+            run.batch_pending += outcome.error_class == BATCH_PENDING
+
+    def as_dict(self) -> dict[str, Any]:
+        """Sums, correct letters as `qa_letter_<L>`, per prompt under `by_prompt`, the run's under `run`."""
+        totals: dict[str, Any] = {k: v for k, v in asdict(self).items() if k not in ("by_prompt", "run", "letters")}
+        totals.update({f"qa_letter_{letter}": n for letter, n in sorted(self.letters.items())})
+        totals["by_prompt"] = {prompt: {"tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": cost}
+                               for prompt, (tokens_in, tokens_out, cost) in sorted(self.by_prompt.items())}
+        totals["run"] = asdict(self.run)
+        return totals
 
 
 def _json(value: Any) -> str:

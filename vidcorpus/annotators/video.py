@@ -10,7 +10,6 @@ every item a check drops becomes a failure row that holds it.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from vidcorpus.annotators.captions import (
 )
 from vidcorpus.annotators.client import LLMClient, LLMResult, Outcome, Usage
 from vidcorpus.annotators.cot import cot_request
+from vidcorpus.annotators.engine import engine_for
 from vidcorpus.annotators.frames import Frame
 from vidcorpus.annotators.qa import QAItem, qa_request, qa_windows, shuffle_options
 from vidcorpus.annotators.records import (
@@ -57,10 +57,10 @@ class VideoAnnotator:
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> VideoAnnotator:
-        """Clients share one in-flight bound, so `config.concurrency` holds across annotators."""
-        slots = threading.BoundedSemaphore(config.concurrency)
+        """Clients share one engine, so `config.concurrency` and the limits hold across annotators."""
+        engine = engine_for(config, sleep=sleep)
         return cls(config, {
-            name: LLMClient.from_config(config, name, env=env, sleep=sleep, slots=slots) for name in ANNOTATORS
+            name: LLMClient.from_config(config, name, env=env, sleep=sleep, engine=engine) for name in ANNOTATORS
         })
 
     def __repr__(self) -> str:

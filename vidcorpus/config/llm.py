@@ -22,6 +22,19 @@ ANNOTATORS = ("caption", "summary", "qa", "cot", "blind", "visual")
 visual check (the question answered from the evidence span's frames alone)."""
 
 ImageDetail = Literal["low", "high", "auto"]
+Mode = Literal["online", "batch"]
+
+
+class Price(Section):
+    """USD per million tokens for one model; `batch_discount` is the share taken off in batch mode."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+    batch_discount: float = Field(0.5, ge=0, le=1)
+
+    def cost_usd(self, tokens_in: int, tokens_out: int, batch: bool = False) -> float:
+        cost = (tokens_in * self.input + tokens_out * self.output) / 1e6
+        return cost * (1 - self.batch_discount) if batch else cost
 
 
 class EndpointConfig(Section):
@@ -91,8 +104,10 @@ class AnnotatorConfig(Section):
     blind: EndpointConfig = EndpointConfig()
     visual: EndpointConfig = EndpointConfig()
 
-    concurrency: int = Field(8, ge=1)
-    """Requests in flight per client (per worker process when the client is shared)."""
+    mode: Mode = "online"
+    """`online`: chat completions with `concurrency` in flight; `batch`: each round through the Batch API."""
+    concurrency: int = Field(64, ge=1)
+    """Requests in flight per worker process, across all the videos it annotates at once."""
     max_retries: int = Field(5, ge=0)
     """Retries after the first attempt on 429, 5xx, timeouts and dropped connections."""
     timeout_s: float = Field(120.0, gt=0)
@@ -100,6 +115,26 @@ class AnnotatorConfig(Section):
     backoff_max_s: float = Field(60.0, ge=0)
     cache_dir: str | None = None
     """Response cache root (local path or `gs://...`); None disables caching."""
+    api_key_secret: str | None = None
+    """Google Secret Manager version (`projects/P/secrets/S/versions/latest`) holding the API key;
+    read on each worker, so the key never travels in pipeline options or the job graph."""
+
+    prices: dict[str, Price] = Field(default_factory=dict)
+    """Per model: USD per 1M input and output tokens and the batch discount; unpriced models cost 0."""
+    max_usd: float | None = Field(None, gt=0)
+    """Stop sending once this run has spent this much (per worker process); the rest become failures."""
+    max_total_tokens: int | None = Field(None, gt=0)
+    """Stop sending once this run has used this many tokens, input plus output (per worker process)."""
+    tokens_per_minute: int | None = Field(None, gt=0)
+    """Rate limit on estimated input tokens sent, besides the in-flight cap."""
+    max_consecutive_errors: int = Field(20, ge=1)
+    """Transport failures in a row (after retries) that stop all sending: the stage is marked failed."""
+    batch_poll_s: float = Field(30.0, gt=0)
+    """Seconds between polls of a submitted batch."""
+    batch_wait: bool = True
+    """False (`build --no-wait`): submit each pending round and exit with code 75; rerun later to collect."""
+    batch_submit: bool = True
+    """False: only write the round's Batch JSONL, for `vidcorpus llm export` and `vllm run-batch`."""
 
     frames_per_s: float = Field(0.5, gt=0, le=8)
     """Frames the model sees per second of clip (after ShareGPT4Video's one every 2 s), picked
@@ -154,7 +189,7 @@ def resolve_endpoint(config: AnnotatorConfig, name: str, env: Mapping[str, str] 
         return None
     base_url = own.base_url or config.base_url or env.get("OPENAI_BASE_URL") or None
     api_key = env.get(own.api_key_env or config.api_key_env) or None
-    if base_url is None and api_key is None:
+    if base_url is None and api_key is None and config.api_key_secret is None:
         return None
     return Endpoint(
         name=name,
@@ -165,6 +200,11 @@ def resolve_endpoint(config: AnnotatorConfig, name: str, env: Mapping[str, str] 
         seed=config.seed,
         api_key=api_key,
     )
+
+
+def price_of(config: AnnotatorConfig, model: str) -> Price:
+    """The configured price of `model` (zero when unpriced, e.g. one's own vLLM server)."""
+    return config.prices.get(model, Price())
 
 
 def endpoint_configured(config: AnnotatorConfig, env: Mapping[str, str] | None = None) -> bool:

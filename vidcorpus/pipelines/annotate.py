@@ -1,15 +1,28 @@
 """LLM stage: captions, summary, grounded QA and CoT for each segmented video, through the one
-OpenAI-compatible client (bounded concurrency, retries, cache). Skipped, and said so, when no
-endpoint is configured."""
+OpenAI-compatible engine (requests in flight across videos, retries, cache, budget, breaker).
+Skipped, and said so, when no endpoint is configured.
+
+A worker process holds one `VideoAnnotator` (Beam `Shared`), so `llm.concurrency` bounds the
+whole process. The DoFn starts each video of a bundle on a thread as it arrives and hands the
+results on as they finish (the rest in `finish_bundle`): many videos are annotated at once and
+fill the in-flight cap together, while each video's rounds (captions → summary → QA → checks)
+stay in order.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Any, Dict
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.shared import Shared
 
 from vidcorpus import storage
 from vidcorpus.config import BuildConfig
@@ -20,6 +33,13 @@ from vidcorpus.schemas import RecordError, check_record
 from vidcorpus.schemas.records import failure_row
 
 LLM_CACHE = "llm-cache"
+VIDEOS_PER_SLOT = 4
+"""Videos annotated at once per in-flight slot: a video spends rounds (summary, QA) with a single
+request out, so the cap stays full only when more videos than slots are under way."""
+MAX_VIDEOS_AT_ONCE = 512
+_USERS: dict[int, int] = {}
+"""Annotate instances using each shared annotator (by id), so the last one to go closes it."""
+_USERS_LOCK = threading.Lock()
 
 
 def llm_config(llm: AnnotatorConfig, work_dir: str) -> AnnotatorConfig:
@@ -31,25 +51,59 @@ def llm_config(llm: AnnotatorConfig, work_dir: str) -> AnnotatorConfig:
 
 class Annotate(beam.DoFn):
     """A video's result → a new result with its annotation rows (clips' captions, summary, QA,
-    CoT), their failures and token usage."""
+    CoT), their failures, token usage and cost, and what this run sent (`llm_run`)."""
 
     def __init__(self, llm: AnnotatorConfig, work_dir: str):
         self.llm = llm_config(llm, work_dir)
         self.work_dir = work_dir
+        self._shared = Shared()
         self.tokens = Metrics.counter("vidcorpus", "llm_tokens")
+        self.requests = Metrics.counter("vidcorpus", "llm_requests")
 
     def setup(self) -> None:
         from vidcorpus.annotators.video import VideoAnnotator
-        self.annotator = VideoAnnotator.from_config(self.llm)
+
+        tag = hashlib.sha256(self.llm.model_dump_json().encode()).hexdigest()
+        self.annotator = self._shared.acquire(lambda: VideoAnnotator.from_config(self.llm), tag=tag)
+        if any(c is not None and c.closed for c in self.annotator.clients.values()):  # set up again after teardown
+            self.annotator = self._shared.acquire(lambda: VideoAnnotator.from_config(self.llm), tag=f"{tag}+{id(self)}")
+        with _USERS_LOCK:
+            _USERS[id(self.annotator)] = _USERS.get(id(self.annotator), 0) + 1
+        self._videos = ThreadPoolExecutor(max_workers=min(VIDEOS_PER_SLOT * self.llm.concurrency, MAX_VIDEOS_AT_ONCE),
+                                          thread_name_prefix="annotate")
+        self._pending: deque[Future] = deque()
 
     def teardown(self) -> None:
-        self.annotator.close()
+        """The last instance using the process's annotator closes its connections."""
+        self._videos.shutdown(wait=True)
+        with _USERS_LOCK:
+            _USERS[id(self.annotator)] -= 1
+            last = _USERS[id(self.annotator)] == 0
+            if last:
+                del _USERS[id(self.annotator)]
+        if last:
+            self.annotator.close()
+
+    def start_bundle(self) -> None:
+        self._pending = deque()
 
     def process(self, result: VideoResult):
-        if result["video"] and result["clips"]:
-            result = annotate_result(result, self.annotator, self.work_dir)
-            self.tokens.inc(result["usage"].get("tokens_in", 0) + result["usage"].get("tokens_out", 0))
-        yield result
+        if not (result["video"] and result["clips"]):
+            yield result
+            return
+        self._pending.append(self._videos.submit(annotate_result, result, self.annotator, self.work_dir))
+        while self._pending and self._pending[0].done():
+            yield self._counted(self._pending.popleft().result())
+
+    def finish_bundle(self):
+        while self._pending:
+            yield GlobalWindows.windowed_value(self._counted(self._pending.popleft().result()))
+
+    def _counted(self, result: VideoResult) -> VideoResult:
+        run = result.get("llm_run", {})
+        self.tokens.inc(run.get("tokens_in", 0) + run.get("tokens_out", 0))
+        self.requests.inc(run.get("requests", 0))
+        return result
 
 
 class AnnotateOnWorker(beam.PTransform):
@@ -70,10 +124,12 @@ class AnnotateOnWorker(beam.PTransform):
 
 
 def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResult:
-    """A new result: the video's with its annotation rows, their failures and the token usage."""
+    """A new result: the video's with its annotation rows, their failures, usage and this run's sends."""
     video = result["video"]
     staged = staging_dir(work_dir, video["video_id"])
     annotations, failures, usage = annotator.annotate(video, result["clips"], clip_frames(result, staged, annotator.config))
+    usage = dict(usage)
+    run = {**usage.pop("run", {}), "breaker_open": int(_breaker_open(annotator))}
     rows, rejected = [], []
     for row in annotations:
         try:
@@ -81,7 +137,12 @@ def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResul
         except RecordError as exc:
             rejected.append(failure_row(video["uri"], "validate", exc, video["video_id"], row["ann_id"]))
     return {**result, "tables": {**result["tables"], "annotations": rows},
-            "failures": result["failures"] + rejected + failures, "usage": dict(usage)}
+            "failures": result["failures"] + rejected + failures, "usage": usage, "llm_run": run}
+
+
+def _breaker_open(annotator) -> bool:
+    """Whether the process's circuit breaker had stopped all sending when this video ended."""
+    return any(c is not None and c.engine.breaker.open for c in annotator.clients.values())
 
 
 def clip_frames(result: VideoResult, staged: str, llm: AnnotatorConfig) -> dict[str, list[tuple[float, bytes]]]:

@@ -60,6 +60,16 @@ class BuildSummary:
     dataset_hash: str
     skipped: list[str]
     skipped_stages: dict[str, str] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+
+
+class BatchesPending(Exception):
+    """`--no-wait`: LLM batches are submitted; the same command run later collects them (exit 75)."""
+
+
+class StageFailed(ValueError):
+    """A stage stopped the build (e.g. the LLM circuit breaker): the release is marked so and not
+    final; what was done is kept in the work directory for the rerun."""
 
 
 def pipeline_options(cfg: BuildConfig) -> PipelineOptions:
@@ -115,6 +125,7 @@ def build(input_spec: str, output: str, cfg: BuildConfig, options: PipelineOptio
         raise CannotStart(str(exc)) from exc
     check_inputs(input_spec, uris, skipped, allow_empty)
     check_clip(cfg)
+    check_endpoint(cfg)
     try:
         with BuildLock(work_dir):
             return _build_locked(uris, skipped, release, work_dir, cfg, options, name, version, retry_failed)
@@ -151,18 +162,41 @@ def _build_locked(uris: list[str], skipped: list[str], release: str, work_dir: s
             raise
         log.warning("report.html not written (%s: %s); run `vidcorpus report %s`", type(exc).__name__, exc, release)
     manifest = seal_manifest(release)
-    return BuildSummary(release, manifest["counts"], manifest["dataset_hash"], skipped, stages_off)
+    summary = BuildSummary(release, manifest["counts"], manifest["dataset_hash"], skipped, stages_off,
+                           manifest.get("run", {}))
+    if manifest.get("stages_pending"):
+        raise BatchesPending(f"{release}: LLM batches are submitted and not yet collected "
+                             f"({manifest['stages_pending']['annotate']}). Run the same command again later: it "
+                             f"resumes polling the recorded batches and finishes the release.")
+    if manifest.get("stages_failed"):
+        failed = "; ".join(f"{stage}: {why}" for stage, why in manifest["stages_failed"].items())
+        raise StageFailed(f"{release} is incomplete ({failed}). Everything scanned and every answer received "
+                          f"is kept in the work directory: fix the cause and run the same command again.")
+    return summary
+
+
+def check_endpoint(cfg: BuildConfig) -> None:
+    """With the LLM stage on, its endpoint, key and model answer before the pipeline starts."""
+    if "annotate" in skipped_stages(cfg):
+        return
+    from vidcorpus.annotators.preflight import LLMUnavailable, check_llm
+    try:
+        check_llm(cfg.llm)
+    except LLMUnavailable as exc:
+        raise CannotStart(str(exc)) from exc
 
 
 def is_finished(release: str) -> bool:
-    """A release whose manifest is sealed (written last, after the card and the report)."""
+    """A release whose manifest is sealed (written last, after the card and the report) and
+    has no failed or pending stage (a stopped LLM stage, batches not yet collected)."""
     uri = storage.join(release, MANIFEST)
     if not storage.exists(uri):
         return False
     try:
-        return is_sealed(json.loads(storage.read_bytes(uri)))
+        manifest = json.loads(storage.read_bytes(uri))
     except ValueError:
         return False
+    return is_sealed(manifest) and not (manifest.get("stages_failed") or manifest.get("stages_pending"))
 
 
 def disk_full(work_dir: str) -> storage.DiskFull:
@@ -270,6 +304,13 @@ def produced_tables(stages_off: dict[str, str]) -> tuple[str, ...]:
 def _write_manifest(plan, files: list[dict[str, Any]], output: str, cfg: BuildConfig,
                     stages_off: dict[str, str], release: dict[str, Any]) -> None:
     extra = {**release, "skipped_stages": stages_off, "usage": plan.usage, "models": models_of(cfg, stages_off)}
+    if "annotate" not in stages_off:
+        extra["run"] = {"llm": plan.llm_run}
+        if plan.llm_run.get("breaker_open"):
+            extra["stages_failed"] = {"annotate": "the LLM endpoint failed llm.max_consecutive_errors times in a "
+                                                  "row; see the failures table"}
+        if plan.llm_run.get("batch_pending"):
+            extra["stages_pending"] = {"annotate": f"{plan.llm_run['batch_pending']} calls in submitted batches"}
     write_manifest(output, config_to_dict(cfg), plan.counts, files, extra)
 
 

@@ -30,6 +30,8 @@ class VideoResult(TypedDict, total=False):
     failures: List[Dict[str, Any]]
     tables: Dict[str, List[Dict[str, Any]]]
     usage: Dict[str, Any]
+    llm_run: Dict[str, Any]
+    llm_run: Dict[str, Any]
     probes: Dict[str, str]
     signature: Dict[str, Any] | None
     fingerprint: str

@@ -56,7 +56,10 @@ class ReleasePlan:
     tables: dict[str, list[dict[str, Any]]]
     shards: list[ShardJob] = field(default_factory=list)
     files: list[FileJob] = field(default_factory=list)
-    usage: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
+    """LLM usage of this version's annotations: the same however many runs made them."""
+    llm_run: dict[str, Any] = field(default_factory=dict)
+    """What this run sent to the LLM endpoint (requests, retries, tokens, cost)."""
 
     @property
     def counts(self) -> dict[str, Any]:
@@ -89,17 +92,36 @@ def plan_release(results: Iterable[dict[str, Any]], max_samples: int, max_bytes:
         files.update(r["files"])
         for name in sorted(r.get("probes", {})):
             plan.files.append(FileJob(f"probes/{name}", r["video"]["video_id"], name))
-        for key, value in r.get("usage", {}).items():
-            plan.usage[key] = plan.usage.get(key, 0) + value
+        _add_counts(plan.usage, r.get("usage", {}))
+        _add_counts(plan.llm_run, r.get("llm_run", {}))
     for table, table_rows in rows.items():
         table_rows.sort(key=lambda row: tuple("" if row.get(k) is None else row[k] for k in SORT_KEYS[table]))
     plan.files.sort(key=lambda f: f.relpath)
-    plan.usage = dict(sorted(plan.usage.items()))
+    plan.usage, plan.llm_run = _sorted_counts(plan.usage), _sorted_counts(plan.llm_run)
     plan.shards = _clip_shards(rows["clips"], files, max_samples, max_bytes)
     for table in SAMPLE_TABLES:
         if table in rows:
             plan.shards += _sample_shards(table, rows[table], max_samples)
     return plan
+
+
+def _add_counts(total: dict[str, Any], counts: dict[str, Any]) -> None:
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            _add_counts(total.setdefault(key, {}), value)
+        else:
+            total[key] = total.get(key, 0) + value
+
+
+def _sorted_counts(counts: dict[str, Any]) -> dict[str, Any]:
+    """Sorted by key; sums of money rounded to the micro-dollar, so their order of addition
+    (which follows the runner) cannot change the manifest's bytes."""
+    def tidy(value: Any) -> Any:
+        if isinstance(value, dict):
+            return _sorted_counts(value)
+        return round(value, 6) if isinstance(value, float) else value
+
+    return {k: tidy(v) for k, v in sorted(counts.items())}
 
 
 def _clip_shards(clips: list[dict[str, Any]], files: dict[str, Any], max_samples: int,

@@ -236,7 +236,8 @@ def verdict_of(verdicts: str | None) -> str:
 
 def tokens_section(manifest: dict[str, Any], annotations: pa.Table | None) -> str:
     parts = []
-    usage = [(key, float(value)) for key, value in flatten(manifest.get("usage") or {}) if _is_number(value)]
+    usage = [(key, float(value)) for key, value in flatten(manifest.get("usage") or {})
+             if _is_number(value) and not key.startswith("by_prompt")]
     token_bars = [(key, value) for key, value in usage if "token" in key]
     if token_bars:
         parts.append(bar_chart_svg(token_bars, "tokens"))
@@ -255,6 +256,10 @@ def tokens_section(manifest: dict[str, Any], annotations: pa.Table | None) -> st
                      + stacked_bar_chart_svg(rows, list(colors), colors, "tokens"))
         parts.append(cost_note(sum(s["tokens_in"] for s in spend.values()),
                                sum(s["tokens_out"] for s in spend.values())))
+    by_prompt = (manifest.get("usage") or {}).get("by_prompt") or {}
+    if by_prompt:
+        costs = ", ".join(f"{escape(p)} ${v.get('cost_usd', 0):.4f}" for p, v in sorted(by_prompt.items()))
+        parts.append(f"<p>Cost per prompt (at llm.prices): {costs}</p>")
     body = "\n".join(parts) if parts else _note("No LLM usage recorded.")
     return f'<section id="tokens"><h2>Token spend</h2>\n{body}</section>'
 

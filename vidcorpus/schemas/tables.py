@@ -102,7 +102,7 @@ ANNOTATIONS = pa.schema([
     pa.field("request_hash", pa.string(), nullable=False),
     pa.field("tokens_in", pa.int64(), nullable=False),
     pa.field("tokens_out", pa.int64(), nullable=False),
-    pa.field("cache_hit", pa.bool_(), nullable=False),
+    pa.field("cost_usd", pa.float64(), nullable=False),             # at llm.prices; run-independent
     pa.field("verdicts", pa.string(), nullable=False),                # JSON
 ])
 

@@ -228,6 +228,6 @@ def task_annotation(task: Task) -> dict[str, Any]:
         "request_hash": hashlib.sha256(payload.encode()).hexdigest()[:16],
         "tokens_in": 0,
         "tokens_out": 0,
-        "cache_hit": False,
+        "cost_usd": 0.0,
         "verdicts": json.dumps({"by_construction": True, "passed": True}, sort_keys=True),
     }
