@@ -205,3 +205,13 @@ def test_unknown_table_and_missing_split_are_plain_errors(task_release):
         ReleaseReader(str(task_release), "frames")
     with pytest.raises(FileNotFoundError, match="no clips shards of split 'test'"):
         next(iter_samples(str(task_release), "clips", "test"))
+
+
+@pytest.mark.parametrize("table", ["sft", "rl"])
+def test_every_task_sample_s_media_loads_from_the_release_alone(task_release, table):
+    """The fixture deleted the source videos: windows come from clip MP4s, probes from probes/."""
+    rows = ReleaseFiles(str(task_release)).table(table).to_pylist()
+    samples = list(iter_samples(str(task_release), table, sampling=FrameSampling(frames=2), skip_errors=False))
+    assert len(samples) == len(rows) > 0
+    assert {r["family"] for r in rows} >= {"order", "niah"}
+    assert all(len(s["frames"]) >= len(s["row"]["media"]) and s["frames"].any() for s in samples)
