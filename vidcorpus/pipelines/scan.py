@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Iterable, Iterator
 
@@ -22,6 +22,7 @@ from vidcorpus.config import BuildConfig
 from vidcorpus.media.decode import FrameStream, Geometry
 from vidcorpus.media.errors import DecodeError, TruncatedVideo
 from vidcorpus.media.framestats import FrameStatistics
+from vidcorpus.media.pieces import Piece, PieceEncoders
 from vidcorpus.media.probe import open_container, probe
 from vidcorpus.media.scenes import SceneCutter
 from vidcorpus.pipelines.discover import Input
@@ -69,6 +70,8 @@ class Scanned:
     scan: PassResult
     candidates: list[Candidate]
     spool_uri: str
+    pieces: list[Piece] = field(default_factory=list)
+    """Clip pieces the pass encoded (`media.pieces`), staged."""
 
     def jpegs(self, candidates: Iterable[Candidate]) -> Iterator[bytes]:
         """The JPEGs of `candidates`, in the order given, through one open handle on the spool
@@ -79,7 +82,10 @@ class Scanned:
                 yield f.read(c.length)
 
 
-def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: CandidateSpool) -> PassResult:
+def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: CandidateSpool,
+                pieces: PieceEncoders | None = None) -> PassResult:
+    """The one pass over a video's frames: cuts, statistics, keyframe candidates and, with
+    `pieces`, the re-encoded clips' pictures."""
     frames = FrameStream(container, cfg.decode.working_size, cfg.decode.threads, header["sample_aspect_ratio"])
     cutter = SceneCutter(cfg.scenes, header["header_fps"] or 0)
     statistics = FrameStatistics()
@@ -87,8 +93,11 @@ def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: Cand
     brightness, sharpness, motion = array("f"), array("f"), array("f")
     for f in frames:
         stats = statistics(f.luma)
-        if f.index in cutter.push(f.index, f.small):
+        cut = f.index in cutter.push(f.index, f.small)
+        if cut:
             spool.cut()
+        if pieces is not None:
+            pieces.push(f.index, f.t, f.key, f.frame, frames.geometry, cut)
         spool.offer(f.index, f.t, stats, f.frame, frames.geometry)
         pts.append(f.pts)
         times.append(f.t)
@@ -100,6 +109,8 @@ def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: Cand
         raise DecodeError("no frame could be decoded")
     cutter.finish()
     spool.finish()
+    if pieces is not None:
+        pieces.finish(len(times))
     t = np.frombuffer(times, dtype=np.float64)
     return PassResult(frames.geometry, frames.origin_pts, frames.time_base, np.frombuffer(pts, np.int64), t,
                       np.frombuffer(bytes(keys), np.uint8).astype(bool),
@@ -116,18 +127,24 @@ def _last_frame_duration(times: np.ndarray, header_fps: float | None) -> float:
 
 def scan_video(item: Input, cfg: BuildConfig, work_dir: str) -> Scanned | VideoResult:
     """The decode pass of one video, or its failure result."""
-    spool_uri = storage.join(staging_dir(work_dir, item.video_id), SPOOL)
+    staged = staging_dir(work_dir, item.video_id)
+    spool_uri = storage.join(staged, SPOOL)
     stage = "probe"
+    pieces = None
     try:
         with storage.open_write(spool_uri) as spool_file:
             spool = CandidateSpool(cfg.keyframes, spool_file)
             with open_container(open_source(item.uri), item.size) as container:
                 header = probe(container, item.size, cfg.probe)
                 stage = "decode"
-                result = decode_pass(container, header, cfg, spool)
+                if cfg.clip_mp4.mode != "off":
+                    pieces = PieceEncoders(staged, header["video_codec"], header["header_fps"] or 0, cfg.clip_mp4)
+                result = decode_pass(container, header, cfg, spool, pieces)
             _check_coverage(header, result, cfg.decode.min_coverage)
-        return Scanned(item, header, result, spool.candidates, spool_uri)
+        return Scanned(item, header, result, spool.candidates, spool_uri, pieces.pieces if pieces else [])
     except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
+        if pieces is not None:
+            pieces.abort()
         log.warning("%s failed at %s: %s: %s", item.uri, stage, type(exc).__name__, exc)
         return video_result(failures=[failure_row(item.uri, stage, exc, item.video_id)])
 
