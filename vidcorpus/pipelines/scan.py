@@ -1,6 +1,7 @@
 """Scan stage: probe a video, then one streaming decode pass that feeds scene detection, frame
-statistics and keyframe candidates. What the pass leaves behind is small (per-frame arrays,
-cut indices) plus a spool of candidate JPEGs staged next to the video's other results.
+statistics, keyframe candidates and the encoders of the clips that will be re-encoded
+(`media.pieces`). What the pass leaves behind is small (per-frame arrays, cut indices) plus a
+spool of candidate JPEGs and the encoded pieces, staged next to the video's other results.
 
 A failure at either stage becomes one failures row for this video; it never escapes.
 """

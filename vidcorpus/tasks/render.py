@@ -1,4 +1,4 @@
-"""Writing an edit list (a probe) as MP4 bytes.
+"""Writing edit lists (probes) as MP4 files.
 
 Probe media exist in two modes (`TasksConfig.media_mode`):
 
@@ -14,6 +14,11 @@ Probe media exist in two modes (`TasksConfig.media_mode`):
   latest source frame at or before the matching source time, upright (display rotation
   applied) and scaled to cover the output size (centre crop). Sources are decoded with PyAV
   by seeking to each segment, so a probe costs its own length in decoding, not the source's.
+  The probes of one video are written together: their plain haystack frames (no overlay)
+  are encoded once per source (`Track`) in one-second closed GOPs (`media.splice`), and each
+  probe is spliced from the tracks by stream copy; only its needles, and its frames up to a
+  track's next IDR frame, are encoded for it. So a probe costs about its needles in
+  encoding, and a video's probes together cost their haystacks' union once.
 
 Bytes are reproducible: bitexact muxer and codec flags, a fixed encoder thread count and the
 same library versions give the same file for the same spec. The file is written with its
