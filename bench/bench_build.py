@@ -120,6 +120,7 @@ def speed(inputs: str, tmp: str, rounds: int) -> None:
             wall, cpu, results[name] = measured(run, r)
             walls[name].append(wall)
             cpus[name].append(cpu)
+            print(f"  round {r + 1}: {name}: {wall:.2f} s, {cpu:.2f} cpu s", flush=True)
             if name in hashes:
                 hashes[name].add(results[name].dataset_hash)
     wall = {name: statistics.median(v) for name, v in walls.items()}
