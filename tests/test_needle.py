@@ -11,13 +11,13 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from PIL import Image
 
 from vidcorpus.config.tasks import TasksConfig
 from vidcorpus.media.needle import box_pixels, draw_needle, needle_layout
+from vidcorpus.tasks import render
 from vidcorpus.tasks.build import build_foreign_pool
 from vidcorpus.tasks.niah import NEEDLE_WORDS, plan_niah_probes
-from vidcorpus.tasks.render import cover, render_probe
+from vidcorpus.tasks.render import cover_frame, render_probe
 
 FPS, WIDTH, HEIGHT = 10, 160, 120
 HAYSTACK_BLUE, FOREIGN_BLUE = 40, 220
@@ -137,9 +137,27 @@ def test_cover_fills_the_frame_and_keeps_the_centre():
     image[:, :50] = (255, 0, 0)
     image[:, 50:150] = (0, 255, 0)
     image[:, 150:] = (0, 0, 255)
-    out = cover(Image.fromarray(image), 100, 100)
+    out = cover_frame(av.VideoFrame.from_ndarray(image, format="rgb24"), 1.0, 100, 100)
     assert out.shape == (100, 100, 3)
     assert (out[:, 2:-2] == (0, 255, 0)).all()
+
+
+def assert_needle_where_recorded(spec, frames) -> None:
+    """A rendered probe's frames: one per 1 / fps, the needle boxed exactly during its span,
+    every haystack pixel from the source frame the record names."""
+    (needle,) = spec.needles
+    overlay = next(s.overlay for s in spec.edit.segments if s.overlay)
+    assert len(frames) == round(spec.haystack_s * FPS)
+    assert [t for t, _ in frames] == pytest.approx([k / FPS for k in range(len(frames))])
+    others = [w for w in NEEDLE_WORDS[:12] if w != needle.text] + ["12", "4821"]
+    for time_s, rgb in frames:
+        inside = needle.span.start_s - 1e-6 <= time_s < needle.span.end_s - 1e-6
+        assert shows_box(rgb, overlay.box) == inside, (spec.probe_id, time_s)
+        if inside:
+            assert best_matching_word(rgb, overlay, [needle.text, *others]) == needle.text
+        _, source_index = expected_source(spec, time_s)
+        index, blue = source_of(rgb)  # haystack pixels come from the right source time
+        assert index == source_index and abs(blue - HAYSTACK_BLUE) < 12
 
 
 def test_rendered_needle_is_on_screen_exactly_during_its_span(corpus):
@@ -148,19 +166,7 @@ def test_rendered_needle_is_on_screen_exactly_during_its_span(corpus):
     assert sorted(s.depth for s in specs) == [0.0, 0.5, 1.0]
     for spec in specs:
         (needle,) = spec.needles
-        overlay = next(s.overlay for s in spec.edit.segments if s.overlay)
-        frames = decode(render_probe(spec, config.niah))
-        assert len(frames) == round(spec.haystack_s * FPS)
-        assert frames[-1][0] == pytest.approx(spec.edit.duration_s - 1 / FPS)
-        others = [w for w in NEEDLE_WORDS[:12] if w != needle.text] + ["12", "4821"]
-        for time_s, rgb in frames:
-            inside = needle.span.start_s - 1e-6 <= time_s < needle.span.end_s - 1e-6
-            assert shows_box(rgb, overlay.box) == inside, (spec.probe_id, time_s)
-            if inside:
-                assert best_matching_word(rgb, overlay, [needle.text, *others]) == needle.text
-            _, source_index = expected_source(spec, time_s)
-            index, blue = source_of(rgb)  # haystack pixels come from the right source time
-            assert index == source_index and abs(blue - HAYSTACK_BLUE) < 12
+        assert_needle_where_recorded(spec, decode(render_probe(spec, config.niah)))
         start_frame = round(needle.span.start_s * FPS)
         assert needle.span.start_s == pytest.approx(spec.depth * (spec.haystack_s - needle.span.duration_s), abs=0.051)
         assert start_frame / FPS == pytest.approx(needle.span.start_s)
@@ -208,6 +214,33 @@ def test_multi_needle_words_appear_in_their_spans_in_order(corpus):
         if not seen or seen[-1] != word:
             seen.append(word)
     assert seen == words
+
+
+def test_probes_of_one_video_share_one_haystack_encode_and_reencode_only_near_their_needles(corpus, tmp_path,
+                                                                                          monkeypatch):
+    config = make_config(["rendered"], haystack_s=(8.0, 12.0), depths=(0.0, 0.5, 1.0), probes=3)
+    specs = plan(corpus, config)
+    tracks, fresh = [], []
+    real_track, real_encode = render._encode_track, render._encode
+    monkeypatch.setattr(render, "_encode_track", lambda track, *a: tracks.append(track) or real_track(track, *a))
+
+    def encode(frames, path, *args):
+        count = real_encode(frames, path, *args)
+        fresh.append(count if "fresh" in path else 0)
+        return count
+
+    monkeypatch.setattr(render, "_encode", encode)
+    paths = [str(tmp_path / f"{spec.probe_id}.mp4") for spec in specs]
+    render.write_probes(specs, paths, config.niah)
+    assert len(tracks) == 1  # one haystack encode serves the three probes
+    frames = sum(round(spec.edit.duration_s * FPS) for spec in specs)
+    needles = sum(round(n.span.duration_s * FPS) for spec in specs for n in spec.needles)
+    fresh_frames = sum(fresh)
+    gop = render.probe_gop(FPS)
+    assert needles <= fresh_frames <= needles + 2 * gop * len(specs) < frames
+    for spec, path in zip(specs, paths):
+        with open(path, "rb") as f:
+            assert_needle_where_recorded(spec, decode(f.read()))
 
 
 def test_written_probes_are_reproducible_byte_for_byte(corpus):

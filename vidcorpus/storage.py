@@ -6,12 +6,14 @@ under its final name.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import posixpath
 import shutil
+import tempfile
 import threading
-from typing import IO
+from typing import IO, Iterator
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from apache_beam.io.filesystem import CompressionTypes
@@ -161,3 +163,67 @@ def free_bytes(uri: str) -> int | None:
         return shutil.disk_usage(path or ".").free
     except OSError:
         return None
+
+
+def copy(src: str, dst: str, chunk: int = 1 << 20) -> None:
+    """Copy `src` to `dst` in chunks (never the whole file in memory), atomically."""
+    with open_read(src) as f, open_write(dst) as out:
+        while block := f.read(chunk):
+            out.write(block)
+
+
+def rename(src: str, dst: str) -> None:
+    delete(dst)
+    FileSystems.rename([src], [dst])
+
+
+class local_file:
+    """A local path to write a file that lands at `uri` (local or remote) on `commit()`, for
+    writers that need a seekable local file (an MP4 muxer). Local URIs are written in place
+    under a temporary name; remote ones are uploaded in chunks from a temporary local file."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        if is_local(uri):
+            makedirs(posixpath.dirname(local_path(uri)))
+            self.path = f"{local_path(uri)}.tmp-{os.getpid()}-{threading.get_ident()}"
+        else:
+            handle, self.path = tempfile.mkstemp(prefix="vidcorpus-", suffix=posixpath.splitext(uri)[1])
+            os.close(handle)
+
+    def commit(self) -> int:
+        """Move the written file to `uri`; returns its size."""
+        written = os.path.getsize(self.path)
+        if is_local(self.uri):
+            os.replace(self.path, local_path(self.uri))
+        else:
+            copy(self.path, self.uri)
+            os.unlink(self.path)
+        return written
+
+    def discard(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def __enter__(self) -> "local_file":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+@contextlib.contextmanager
+def local_files(uris: list[str]) -> Iterator[list[str]]:
+    """Local paths for files that land at `uris` (see `local_file`) when the block succeeds."""
+    targets = [local_file(uri) for uri in uris]
+    try:
+        yield [target.path for target in targets]
+    except BaseException:
+        for target in targets:
+            target.discard()
+        raise
+    for target in targets:
+        target.commit()

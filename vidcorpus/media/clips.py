@@ -1,16 +1,16 @@
 """Clip cutting: an MP4 per scene, by stream copy when the cut allows it, else by re-encoding.
 
 Stream copy needs both cut points on key frames, an upright picture (copied streams lose
-display-matrix rotation) and a codec MP4 can carry; it touches no pixels. Re-encoding reads the
-full-resolution frames of a video's re-encoded clips again (the only second read of pixels), in
-one forward reading per video, and writes them upright at display aspect with libx264. Both
-write bit-exact MP4s (no muxer/encoder version strings, fixed encoder threads), so the same
-input gives the same bytes. Clips hold video only.
+display-matrix rotation) and a codec MP4 can carry; it touches no pixels. For re-encoding, the
+decode pass feeds re-encoded clips their frames (`media.pieces`); only a clip the pass could not
+encode is read again, in one forward reading per video. Re-encoded clips are upright at display
+aspect, by libx264. Every clip MP4 is written to its file as it is made, and bit-exact (no
+muxer/encoder version strings, fixed encoder threads), so the same input gives the same bytes.
+Clips hold video only.
 """
 
 from __future__ import annotations
 
-import io
 from bisect import bisect_right
 from fractions import Fraction
 from typing import Iterator, Sequence
@@ -29,11 +29,10 @@ def can_copy(codec: str, geometry: Geometry, start_is_key: bool, end_is_key: boo
     return codec in MP4_COPY_CODECS and geometry.rotation == 0 and start_is_key and end_is_key
 
 
-def copy_clip(source, start_pts: int, end_pts: int | None) -> bytes:
-    """Remux the packets of [start_pts, end_pts) (stream time base) into a new MP4."""
-    buf = io.BytesIO()
+def copy_clip(source, start_pts: int, end_pts: int | None, path: str) -> None:
+    """Remux the packets of [start_pts, end_pts) (stream time base) into a new MP4 at `path`."""
     with av.open(source, metadata_errors="ignore") as src, \
-            av.open(buf, "w", format="mp4", container_options=BITEXACT) as dst:
+            av.open(path, "w", format="mp4", container_options=BITEXACT) as dst:
         stream = src.streams.video[0]
         out = dst.add_stream_from_template(stream)
         src.seek(start_pts, stream=stream, backward=True, any_frame=False)
@@ -48,25 +47,26 @@ def copy_clip(source, start_pts: int, end_pts: int | None) -> bytes:
             packet.dts -= start_pts
             packet.stream = out
             dst.mux(packet)
-    return buf.getvalue()
 
 
 def reencode_clips(source, geometry: Geometry, origin_pts: int, spans: Sequence[tuple[float, float]],
-                   key_times: Sequence[float], fps: float, cfg: ClipMp4Config) -> Iterator[bytes]:
+                   key_times: Sequence[float], fps: float, cfg: ClipMp4Config, paths: Sequence[str]) -> None:
     """Decode the spans [start_s, end_s) (disjoint, in time order) again at full resolution and
-    encode each upright with libx264, yielding one MP4 per span.
+    encode each upright with libx264 to its path. For the clips the decode pass could not
+    encode (`media.pieces`): their cut was reported late, or they are pieces merged or split.
 
     One reading of the source serves them all: it seeks only where the key frame at or before the
     next span's start (`key_times`, seconds, ascending) lies beyond the frames already read, so
     adjacent clips are decoded once instead of each from its own preceding key frame.
     """
-    size = geometry.scaled(short=cfg.max_short_side)
     with av.open(source, metadata_errors="ignore") as src:
         frames = SourceFrames(src, origin_pts)
-        for start_s, end_s in spans:
+        for (start_s, end_s), path in zip(spans, paths):
             if not frames.reached(_key_at_or_before(key_times, start_s)):
                 frames.seek(start_s)
-            yield _encode(frames.between(start_s, end_s), geometry, size, fps, start_s, cfg)
+            with ClipEncoder(path, geometry, fps, start_s, cfg) as encoder:
+                for t, frame in frames.between(start_s, end_s):
+                    encoder.add(t, frame)
 
 
 def _key_at_or_before(key_times: Sequence[float], t: float) -> float:
@@ -117,22 +117,40 @@ class SourceFrames:
                 yield self._last_t, frame
 
 
-def _encode(frames: Iterator[tuple[float, av.VideoFrame]], geometry: Geometry, size: tuple[int, int],
-            fps: float, start_s: float, cfg: ClipMp4Config) -> bytes:
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4", container_options=BITEXACT) as dst:
-        out = _x264_stream(dst, geometry, size, fps, cfg)
-        last = -1
-        for t, frame in frames:
-            pts = round((t - start_s) / ENCODE_TIME_BASE)
-            if pts <= last:
-                continue
-            last = pts
-            picture = _encoder_picture(frame, geometry, size)
-            picture.pts, picture.time_base = pts, ENCODE_TIME_BASE
-            dst.mux(out.encode(picture))
-        dst.mux(out.encode(None))
-    return buf.getvalue()
+class ClipEncoder:
+    """One clip's MP4, encoded upright with libx264 and written to `path` frame by frame (never
+    held in memory). Frames are (seconds from the video's first frame, full-resolution frame);
+    the clip's clock starts at `start_s`. The container holds one video stream; an audio stream
+    would be added beside it."""
+
+    def __init__(self, path: str, geometry: Geometry, fps: float, start_s: float, cfg: ClipMp4Config):
+        self.geometry, self.start_s = geometry, start_s
+        self.size = geometry.scaled(short=cfg.max_short_side)
+        self.container = av.open(path, "w", format="mp4", container_options=BITEXACT)
+        self.video = _x264_stream(self.container, geometry, self.size, fps, cfg)
+        self._last_pts = -1
+
+    def add(self, t: float, frame: av.VideoFrame) -> None:
+        pts = round((t - self.start_s) / ENCODE_TIME_BASE)
+        if pts <= self._last_pts:
+            return
+        self._last_pts = pts
+        picture = _encoder_picture(frame, self.geometry, self.size)
+        picture.pts, picture.time_base = pts, ENCODE_TIME_BASE
+        self.container.mux(self.video.encode(picture))
+
+    def close(self) -> None:
+        self.container.mux(self.video.encode(None))
+        self.container.close()
+
+    def __enter__(self) -> "ClipEncoder":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.container.close()
 
 
 def _encoder_picture(frame: av.VideoFrame, geometry: Geometry, size: tuple[int, int]) -> av.VideoFrame:

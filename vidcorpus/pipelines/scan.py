@@ -1,6 +1,7 @@
 """Scan stage: probe a video, then one streaming decode pass that feeds scene detection, frame
-statistics and keyframe candidates. What the pass leaves behind is small (per-frame arrays,
-cut indices) plus a spool of candidate JPEGs staged next to the video's other results.
+statistics, keyframe candidates and the encoders of the clips that will be re-encoded
+(`media.pieces`). What the pass leaves behind is small (per-frame arrays, cut indices) plus a
+spool of candidate JPEGs and the encoded pieces, staged next to the video's other results.
 
 A failure at either stage becomes one failures row for this video; it never escapes.
 """
@@ -23,6 +24,7 @@ from vidcorpus.config import BuildConfig
 from vidcorpus.media.decode import FrameStream, Geometry
 from vidcorpus.media.errors import DecodeError, ImplausibleTiming, TruncatedVideo
 from vidcorpus.media.framestats import FrameStatistics
+from vidcorpus.media.pieces import Piece, PieceEncoders
 from vidcorpus.media.probe import RATE_MISMATCH, open_container, probe
 from vidcorpus.media.scenes import MODEL_DETECTORS, SceneCutter
 from vidcorpus.media.shotframes import SHOT_FRAMES, ShotFrames, ShotFrameWriter
@@ -77,6 +79,8 @@ class Scanned:
     spool_uri: str
     shot_frames: ShotFrames | None = None
     """The 48×27 frames TransNetV2 reads, spooled by the pass when a model detector is chosen."""
+    pieces: list[Piece] = field(default_factory=list)
+    """Clip pieces the pass encoded (`media.pieces`), staged."""
 
     def jpegs(self, candidates: Iterable[Candidate]) -> Iterator[bytes]:
         """The JPEGs of `candidates`, in the order given, through one open handle on the spool
@@ -88,7 +92,9 @@ class Scanned:
 
 
 def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: CandidateSpool,
-                shots: ShotFrameWriter | None = None) -> PassResult:
+                shots: ShotFrameWriter | None = None, pieces: PieceEncoders | None = None) -> PassResult:
+    """The one pass over a video's frames: cuts, statistics, keyframe candidates, the footage
+    signature and, when asked, TransNetV2's small frames and the re-encoded clips' pictures."""
     frames = FrameStream(container, cfg.decode.working_size, cfg.decode.threads, header["sample_aspect_ratio"],
                          cfg.decode.timeout_s)
     cutter = SceneCutter(cfg.scenes, header["header_fps"] or 0)
@@ -99,8 +105,11 @@ def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: Cand
     for f in frames:
         stats = statistics(f.luma)
         signature.offer(f.t, f.luma, frames.geometry.rotation)
-        if f.index in cutter.push(f.index, f.small):
+        cut = f.index in cutter.push(f.index, f.small)
+        if cut:
             spool.cut()
+        if pieces is not None:
+            pieces.push(f.index, f.t, f.key, f.frame, frames.geometry, cut)
         spool.offer(f.index, f.t, stats, f.frame, frames.geometry)
         if shots is not None:
             shots.add(f.small)
@@ -114,6 +123,8 @@ def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: Cand
         raise DecodeError("no frame could be decoded")
     cutter.finish()
     spool.finish()
+    if pieces is not None:
+        pieces.finish(len(times))
     t = np.frombuffer(times, dtype=np.float64)
     return PassResult(frames.geometry, frames.origin_pts, frames.time_base, np.frombuffer(pts, np.int64), t,
                       np.frombuffer(bytes(keys), np.uint8).astype(bool),
@@ -130,10 +141,12 @@ def _last_frame_duration(times: np.ndarray, header_fps: float | None) -> float:
 
 def scan_video(item: Input, cfg: BuildConfig, work_dir: str) -> Scanned | VideoResult:
     """The decode pass of one video, or its failure result."""
-    spool_uri = storage.join(staging_dir(work_dir, item.video_id), SPOOL)
-    shots_uri = storage.join(staging_dir(work_dir, item.video_id), SHOT_FRAMES)
+    staged = staging_dir(work_dir, item.video_id)
+    spool_uri = storage.join(staged, SPOOL)
+    shots_uri = storage.join(staged, SHOT_FRAMES)
     wants_shots = cfg.scenes.detector in MODEL_DETECTORS
     stage = "probe"
+    pieces = None
     try:
         with storage.open_write(spool_uri) as spool_file, \
                 (storage.open_write(shots_uri) if wants_shots else nullcontext()) as shots_file:
@@ -142,11 +155,15 @@ def scan_video(item: Input, cfg: BuildConfig, work_dir: str) -> Scanned | VideoR
             with open_container(open_source(item.uri), item.size, cfg.probe.timeout_s) as container:
                 header = probe(container, item.size, cfg.probe)
                 stage = "decode"
-                result = decode_pass(container, header, cfg, spool, shots)
+                if cfg.clip_mp4.mode != "off":
+                    pieces = PieceEncoders(staged, header["video_codec"], header["header_fps"] or 0, cfg.clip_mp4)
+                result = decode_pass(container, header, cfg, spool, shots, pieces)
             _check_coverage(header, result, cfg.decode.min_coverage)
         shot_frames = ShotFrames(shots_uri, shots.count) if shots is not None else None
-        return Scanned(item, header, result, spool.candidates, spool_uri, shot_frames)
+        return Scanned(item, header, result, spool.candidates, spool_uri, shot_frames, pieces.pieces if pieces else [])
     except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
+        if pieces is not None:
+            pieces.abort()
         log.warning("%s failed at %s: %s: %s", item.uri, stage, type(exc).__name__, exc)
         return failed_result(item.uri, stage, exc, item.video_id)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left
 from itertools import islice
-from typing import Any, Iterator
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -63,10 +63,9 @@ def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings:
             _mark_duplicates(clips, cfg.clip_model.duplicate_threshold)
         stage = "clips"
         if cfg.clip_mp4.mode != "off":
-            for clip, data in zip(clips, clip_mp4s(clips, scanned, cfg)):
-                name = f"{clip['clip_id']}.mp4"
-                storage.write_bytes(storage.join(out_dir, name), data)
-                files[clip["clip_id"]].update(mp4=name, bytes=files[clip["clip_id"]]["bytes"] + len(data))
+            for clip, size in zip(clips, write_clip_mp4s(clips, scanned, cfg, out_dir)):
+                clip_files = files[clip["clip_id"]]
+                clip_files.update(mp4=f"{clip['clip_id']}.mp4", bytes=clip_files["bytes"] + size)
         stage = "validate"
         outcome = video_result(video, clips, files, tables={"frames": frames})
         outcome["signature"] = scanned.scan.signature
@@ -255,26 +254,43 @@ def _stage_keyframes(out_dir: str, clip_id: str, jpegs: list[bytes]) -> list[str
     return names
 
 
-def clip_mp4s(clips: list[dict[str, Any]], scanned: Scanned, cfg: BuildConfig) -> Iterator[bytes]:
-    """Each clip's MP4, in order: a stream copy where the cut allows it (`clips.mode: copy`),
-    else from one re-encoding pass over the video. Sets each clip's `clip_mode`."""
+def write_clip_mp4s(clips: list[dict[str, Any]], scanned: Scanned, cfg: BuildConfig, out_dir: str) -> list[int]:
+    """Stage each clip's MP4 as `<clip_id>.mp4` under `out_dir` and return their sizes, in order:
+    a stream copy where the cut allows it (`clips.mode: copy`), else the piece the decode pass
+    encoded for it, else one re-encoding read over the video for the remaining clips. Sets each
+    clip's `clip_mode`; pieces no clip took are deleted."""
     scan, header = scanned.scan, scanned.header
     n = len(scan.times)
-    for clip in clips:
+    pieces = {(p.start, p.end): p.uri for p in scanned.pieces}
+    uris = [storage.join(out_dir, f"{clip['clip_id']}.mp4") for clip in clips]
+    unencoded = []
+    for clip, uri in zip(clips, uris):
         start, end = clip["start_frame"], clip["end_frame"]
         copy = cfg.clip_mp4.mode == "copy" and can_copy(header["video_codec"], scan.geometry,
                                                      bool(scan.keys[start]), end >= n or bool(scan.keys[end]))
         clip["clip_mode"] = "copy" if copy else "reencode"
-    spans = [(c["start_s"], c["end_s"]) for c in clips if c["clip_mode"] == "reencode"]
-    reencoded = reencode_clips(open_source(scanned.item.uri), scan.geometry, scan.origin_pts, spans,
-                               scan.times[scan.keys], n / scan.end_time, cfg.clip_mp4) if spans else iter(())
-    for clip in clips:
-        if clip["clip_mode"] == "reencode":
-            yield next(reencoded)
+        if copy:
+            with storage.local_file(uri) as target:
+                copy_clip(open_source(scanned.item.uri), int(scan.pts[start]), int(scan.pts[end]) if end < n else None,
+                          target.path)
+        elif (start, end) in pieces:
+            storage.rename(pieces.pop((start, end)), uri)
         else:
-            end = clip["end_frame"]
-            yield copy_clip(open_source(scanned.item.uri), int(scan.pts[clip["start_frame"]]),
-                            int(scan.pts[end]) if end < n else None)
+            unencoded.append((clip, uri))
+    if unencoded:
+        _reencode_again(scanned, cfg, unencoded)
+    for uri in pieces.values():
+        storage.delete(uri)
+    return [storage.size_of(uri) for uri in uris]
+
+
+def _reencode_again(scanned: Scanned, cfg: BuildConfig, clips: list[tuple[dict[str, Any], str]]) -> None:
+    """Clips the decode pass did not encode, from a second reading of their frames."""
+    scan = scanned.scan
+    with storage.local_files([uri for _, uri in clips]) as paths:
+        reencode_clips(open_source(scanned.item.uri), scan.geometry, scan.origin_pts,
+                       [(c["start_s"], c["end_s"]) for c, _ in clips], scan.times[scan.keys],
+                       scanned.header["header_fps"] or 0, cfg.clip_mp4, paths)
 
 
 def _validate(outcome: dict[str, Any], uri: str) -> None:

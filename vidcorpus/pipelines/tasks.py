@@ -47,7 +47,7 @@ def make_tasks(result: VideoResult, pool: list[dict[str, Any]], cfg: TasksConfig
     from vidcorpus.tasks.build import plan_video_tasks
     from vidcorpus.tasks.checks import validate_rows
     from vidcorpus.tasks.export import export_rows
-    from vidcorpus.tasks.render import render_probe
+    from vidcorpus.tasks.render import write_probes
 
     video = result["video"]
     if not video:
@@ -60,10 +60,10 @@ def make_tasks(result: VideoResult, pool: list[dict[str, Any]], cfg: TasksConfig
         probes = {}
         if cfg.media_mode == "written":
             staged = staging_dir(work_dir, video["video_id"])
-            for spec in planned.probes:
-                name = f"{spec.probe_id}.mp4"
-                storage.write_bytes(storage.join(staged, name), render_probe(spec, cfg.niah, opener=storage.open_read))
-                probes[name] = name
+            names = [f"{spec.probe_id}.mp4" for spec in planned.probes]
+            with storage.local_files([storage.join(staged, name) for name in names]) as paths:
+                write_probes(planned.probes, paths, cfg.niah, opener=storage.open_read)
+            probes = {name: name for name in names}
         sft, rl = export_rows(planned.tasks, cfg)
         tables = {"sft": validate_rows("sft", sft, splits).to_pylist(), "rl": validate_rows("rl", rl, splits).to_pylist()}
         return {**result, "tables": {**result["tables"], **tables}, "probes": probes}

@@ -19,7 +19,7 @@ from vidcorpus.pipelines.staging import staging_dir
 from vidcorpus.release.layout import SAMPLE_TABLES
 from vidcorpus.release.manifest import file_entry
 from vidcorpus.release.parquet import ROWS_PER_FILE, part_names, write_parquet
-from vidcorpus.release.webdataset import shard_name, write_shard
+from vidcorpus.release.webdataset import FileMember, shard_name, write_shard
 from vidcorpus.schemas import TABLES
 from vidcorpus.schemas.tables import EMBEDDING_TABLES, with_embedding_dim
 
@@ -181,8 +181,7 @@ def write_table_job(job: TableJob, root: str) -> dict[str, Any]:
 
 
 def write_file_job(job: FileJob, root: str, work_dir: str) -> dict[str, Any]:
-    data = storage.read_bytes(storage.join(staging_dir(work_dir, job.video_id), job.staged_name))
-    storage.write_bytes(storage.join(root, job.relpath), data)
+    storage.copy(storage.join(staging_dir(work_dir, job.video_id), job.staged_name), storage.join(root, job.relpath))
     return file_entry(root, job.relpath)
 
 
@@ -193,13 +192,14 @@ def write_shard_job(job: ShardJob, root: str, work_dir: str) -> dict[str, Any]:
 
 
 def _sample(key: str, row: dict[str, Any], files: dict[str, Any], work_dir: str) -> dict[str, Any]:
-    """One WebDataset sample: the row as JSON, plus for clips keyframe JPEGs (`<i>.jpg`) and the MP4."""
+    """One WebDataset sample: the row as JSON, plus for clips keyframe JPEGs (`<i>.jpg`) and the
+    MP4, streamed from their staged files."""
     sample: dict[str, Any] = {"__key__": key, "json": json.dumps(row, sort_keys=True).encode()}
     if files:
         staged = staging_dir(work_dir, row["video_id"])
         for i, name in enumerate(files.get("jpg", [])):
-            sample[f"{i}.jpg"] = storage.read_bytes(storage.join(staged, name))
+            sample[f"{i}.jpg"] = FileMember(storage.join(staged, name))
         if files.get("mp4"):
-            sample["mp4"] = storage.read_bytes(storage.join(staged, files["mp4"]))
+            sample["mp4"] = FileMember(storage.join(staged, files["mp4"]))
     return sample
 

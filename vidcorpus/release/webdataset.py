@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import io
 import tarfile
-from typing import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Union
 
 from vidcorpus import storage
 
 
-def write_shard(samples: Iterable[dict[str, bytes]], uri: str) -> int:
-    """Write samples (each a dict with `__key__` and extension -> bytes) to one tar; returns the count."""
+@dataclass(frozen=True)
+class FileMember:
+    """A member whose bytes are the file at `uri`, streamed into the tar (never read whole)."""
+    uri: str
+
+
+Member = Union[bytes, FileMember]
+
+
+def write_shard(samples: Iterable[dict[str, Member]], uri: str) -> int:
+    """Write samples (each a dict with `__key__` and extension -> bytes or a `FileMember`) to one
+    tar; returns the count."""
     count = 0
     with storage.open_write(uri) as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for sample in samples:
@@ -29,11 +40,17 @@ def write_shard(samples: Iterable[dict[str, bytes]], uri: str) -> int:
     return count
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+def _add(tar: tarfile.TarFile, name: str, data: Member) -> None:
     info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o444
+    info.mtime, info.mode = 0, 0o444
     info.uname = info.gname = "vidcorpus"
-    tar.addfile(info, io.BytesIO(data))
+    if isinstance(data, FileMember):
+        info.size = storage.size_of(data.uri)
+        with storage.open_read(data.uri) as f:
+            tar.addfile(info, f)
+    else:
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
 
 
 def shard_name(split: str, index: int) -> str:

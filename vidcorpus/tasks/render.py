@@ -1,4 +1,4 @@
-"""Writing an edit list (a probe) as MP4 bytes.
+"""Writing edit lists (probes) as MP4 files.
 
 Probe media exist in two modes (`TasksConfig.media_mode`):
 
@@ -14,6 +14,11 @@ Probe media exist in two modes (`TasksConfig.media_mode`):
   latest source frame at or before the matching source time, upright (display rotation
   applied) and scaled to cover the output size (centre crop). Sources are decoded with PyAV
   by seeking to each segment, so a probe costs its own length in decoding, not the source's.
+  The probes of one video are written together: their plain haystack frames (no overlay)
+  are encoded once per source (`Track`) in one-second closed GOPs (`media.splice`), and each
+  probe is spliced from the tracks by stream copy; only its needles, and its frames up to a
+  track's next IDR frame, are encoded for it. So a probe costs about its needles in
+  encoding, and a video's probes together cost their haystacks' union once.
 
 Bytes are reproducible: bitexact muxer and codec flags, a fixed encoder thread count and the
 same library versions give the same file for the same spec. The file is written with its
@@ -22,20 +27,20 @@ index first (faststart) so loaders can stream it.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
-from fractions import Fraction
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import av
 import numpy as np
-from PIL import Image
 
 from vidcorpus.config.tasks import NiahConfig
-from vidcorpus.media.clips import x264_options
 from vidcorpus.media.needle import draw_needle
-from vidcorpus.tasks.records import EditList, ProbeSpec
+from vidcorpus.media.splice import Part, encode_frames, parameter_sets, splice
+from vidcorpus.tasks.records import EditList, ProbeSpec, Segment
 
 Opener = Callable[[str], Any]  # uri -> a path, or a binary file object (closed after use)
 
@@ -47,27 +52,25 @@ def open_local(uri: str) -> str:
     return uri[len("file://"):] if uri.startswith("file://") else uri
 
 
-def upright_rgb(frame: av.VideoFrame, sar: float = 1.0) -> Image.Image:
-    """The frame as an RGB image the way players show it: square pixels, display rotation applied.
+def cover_frame(frame: av.VideoFrame, sar: float, width: int, height: int) -> np.ndarray:
+    """The frame as players show it (square pixels, display rotation applied), scaled to cover
+    width x height and centre-cropped: no bars, aspect kept. One swscale pass from the decoded
+    picture straight to the covering size, so a large source is never converted at full size.
 
-    PyAV reports the display-matrix angle counter-clockwise, which is also PIL's direction.
-    """
-    image = frame.to_image()
-    if abs(sar - 1.0) > 1e-3:
-        image = image.resize((max(1, round(image.width * sar)), image.height), Image.Resampling.BILINEAR)
-    rotation = round(getattr(frame, "rotation", 0) or 0)
-    return image.rotate(rotation, expand=True) if rotation % 360 else image
-
-
-def cover(image: Image.Image, width: int, height: int) -> np.ndarray:
-    """Scale `image` to cover width x height, then centre-crop: no bars, aspect kept."""
-    if image.size != (width, height):
-        scale = max(width / image.width, height / image.height)
-        size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
-        image = image.resize(size, Image.Resampling.BILINEAR)
-        left, top = (image.width - width) // 2, (image.height - height) // 2
-        image = image.crop((left, top, left + width, top + height))
-    return np.asarray(image.convert("RGB"))
+    PyAV reports the display-matrix angle counter-clockwise, which is also numpy's `rot90`'s."""
+    rotation = round(getattr(frame, "rotation", 0) or 0) % 360
+    turned = rotation in (90, 270)
+    shown_w, shown_h = frame.width * (sar if abs(sar - 1.0) > 1e-3 else 1.0), frame.height
+    if turned:
+        shown_w, shown_h = shown_h, shown_w
+    scale = max(width / shown_w, height / shown_h)
+    cover_w, cover_h = max(width, round(shown_w * scale)), max(height, round(shown_h * scale))
+    coded_w, coded_h = (cover_h, cover_w) if turned else (cover_w, cover_h)
+    rgb = frame.reformat(width=coded_w, height=coded_h, format="rgb24", interpolation="BILINEAR").to_ndarray()
+    if rotation:
+        rgb = np.rot90(rgb, k=rotation // 90)
+    left, top = (cover_w - width) // 2, (cover_h - height) // 2
+    return np.ascontiguousarray(rgb[top:top + height, left:left + width])
 
 
 class SourceVideo:
@@ -110,7 +113,7 @@ class SourceVideo:
 
     def upright(self, frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
         """A decoded frame as the RGB picture of an output frame (upright, covering width x height)."""
-        return cover(upright_rgb(frame, self.sar), width, height)
+        return cover_frame(frame, self.sar, width, height)
 
     def frames_at(self, times: Sequence[float]) -> Iterator[av.VideoFrame]:
         """For each time (ascending), the latest frame shown at that time; the first or last
@@ -137,26 +140,34 @@ class SourceVideo:
             self._handle.close()
 
 
-def segment_times(start_s: float, end_s: float, source_start_s: float, fps: float) -> list[float]:
-    """Source times of the output frames k / fps that fall in [start_s, end_s)."""
-    first, last = round(start_s * fps), round(end_s * fps)
-    return [source_start_s + (k / fps - start_s) for k in range(first, last)]
+def segment_frames(segment: Segment, fps: float) -> range:
+    """Indices k of the output frames k / fps that fall in the segment's [start_s, end_s)."""
+    return range(round(segment.start_s * fps), round(segment.end_s * fps))
 
 
-def edit_frames(edit: EditList, opener: Opener = open_local) -> Iterator[np.ndarray]:
-    """The edit list's output frames (RGB, width x height), one per 1 / fps, in order."""
+def source_time(segment: Segment, k: int, fps: float) -> float:
+    """Source time that output frame k of the segment shows."""
+    return segment.source_start_s + (k / fps - segment.start_s)
+
+
+def frame_count(edit: EditList) -> int:
+    return round(edit.duration_s * edit.fps)
+
+
+def edit_frames(edit: EditList, opener: Opener = open_local, first: int = 0,
+                stop: int | None = None) -> Iterator[np.ndarray]:
+    """The edit list's output frames k in [first, stop) (RGB, width x height), in order."""
+    stop = frame_count(edit) if stop is None else stop
     sources: dict[str, SourceVideo] = {}
     try:
         for segment in edit.segments:
-            times = segment_times(segment.start_s, segment.end_s, segment.source_start_s, edit.fps)
+            frames = segment_frames(segment, edit.fps)
+            times = [source_time(segment, k, edit.fps) for k in range(max(first, frames.start), min(stop, frames.stop))]
+            if not times:
+                continue
             if segment.uri not in sources:
                 sources[segment.uri] = SourceVideo(segment.uri, opener)
-            last_frame, last_rgb = None, None
-            source = sources[segment.uri]
-            for frame in source.frames_at(times):
-                if frame is not last_frame:
-                    last_frame, last_rgb = frame, source.upright(frame, edit.width, edit.height)
-                rgb = last_rgb
+            for rgb in _pictures(sources[segment.uri], times, edit.width, edit.height):
                 if segment.overlay is not None:
                     overlay = segment.overlay
                     rgb = draw_needle(rgb, overlay.text, overlay.box, overlay.font_size, overlay.fg, overlay.bg)
@@ -166,39 +177,168 @@ def edit_frames(edit: EditList, opener: Opener = open_local) -> Iterator[np.ndar
             source.close()
 
 
-def encode_mp4(
-    frames: Iterable[np.ndarray], fps: float, width: int, height: int,
-    *, crf: int = 23, preset: str = "veryfast", threads: int = 1,
-) -> bytes:
-    """H.264/yuv420p MP4 bytes of RGB frames at a constant `fps`, reproducible byte for byte."""
-    with tempfile.TemporaryDirectory(prefix="vidcorpus-probe-") as tmp:
-        path = os.path.join(tmp, "probe.mp4")  # faststart rewrites the file, so not a BytesIO
-        with av.open(path, mode="w", format="mp4",
-                     container_options={"fflags": "+bitexact", "movflags": "+faststart"}) as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.codec_context.thread_count = threads
-            stream.codec_context.options = x264_options(crf, preset)
-            count = 0
-            for count, rgb in enumerate(frames, start=1):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-                frame.pts = count - 1
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            if count == 0:
-                raise ValueError("no frames to encode")
-            for packet in stream.encode():
-                container.mux(packet)
-        return Path(path).read_bytes()
+def _pictures(source: SourceVideo, times: Sequence[float], width: int, height: int) -> Iterator[np.ndarray]:
+    """The upright picture shown at each time (a frame shown twice is converted once)."""
+    last_frame, last_rgb = None, None
+    for frame in source.frames_at(times):
+        if frame is not last_frame:
+            last_frame, last_rgb = frame, source.upright(frame, width, height)
+        yield last_rgb
 
 
-def render_edit_list(edit: EditList, config: NiahConfig | None = None, opener: Opener = open_local) -> bytes:
-    """MP4 bytes of an edit list, encoded with the probe settings of `config`."""
+# --------------------------------------------------------------------------- written probes
+
+
+@dataclass(frozen=True)
+class Track:
+    """Frames j in [first, stop) of one source on the grid j / fps (shifted by `phase`
+    thousandths of a frame), encoded once as a spliceable MP4 at `path` and shared by every
+    probe of the batch whose haystack shows them."""
+    uri: str
+    phase: int
+    first: int
+    stop: int
+    path: str = ""
+
+
+def grid_position(seconds: float, fps: float) -> tuple[int, int]:
+    """(j, phase): `seconds` is (j + phase / 1000) / fps."""
+    x = seconds * fps
+    j = math.floor(x + 1e-6)
+    phase = round((x - j) * 1000)
+    return (j + 1, 0) if phase >= 1000 else (j, phase)
+
+
+def _plain_haystack(edit: EditList) -> Iterator[tuple[Segment, range]]:
+    """Segments shown unchanged from the source (no needle, no overlay), with their frames."""
+    for segment in edit.segments:
+        if segment.role == "haystack" and segment.overlay is None:
+            yield segment, segment_frames(segment, edit.fps)
+
+
+def plan_tracks(edits: Sequence[EditList], gop: int) -> list[Track]:
+    """The tracks covering the plain haystack frames of `edits` (same fps and size): per source and
+    grid phase, their frame ranges merged where they overlap or lie within a GOP of each other."""
+    ranges: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for edit in edits:
+        for segment, frames in _plain_haystack(edit):
+            if len(frames):
+                j, phase = grid_position(source_time(segment, frames.start, edit.fps), edit.fps)
+                ranges.setdefault((segment.uri, phase), []).append((j, j + len(frames)))
+    tracks = []
+    for (uri, phase), spans in sorted(ranges.items()):
+        spans.sort()
+        first, stop = spans[0]
+        for a, b in spans[1:]:
+            if a > stop + gop:
+                tracks.append(Track(uri, phase, first, stop))
+                first, stop = a, b
+            else:
+                stop = max(stop, b)
+        tracks.append(Track(uri, phase, first, stop))
+    return tracks
+
+
+def splice_parts(edit: EditList, tracks: Sequence[Track], gop: int) -> list[tuple[Track | None, int, int]]:
+    """The edit list as parts, in order: (track, first track frame, count) copied from a track,
+    or (None, first output frame, stop) encoded afresh: the needles, and the frames before the
+    first IDR frame of a track that a haystack piece reaches."""
+    copies: dict[int, tuple[Track, int]] = {}
+    for segment, frames in _plain_haystack(edit):
+        for k in frames:
+            j, phase = grid_position(source_time(segment, k, edit.fps), edit.fps)
+            track = next((t for t in tracks if (t.uri, t.phase) == (segment.uri, phase) and t.first <= j < t.stop),
+                         None)
+            if track is not None:
+                copies[k] = track, j
+
+    def copy_starts(k: int) -> bool:
+        return k in copies and (copies[k][1] - copies[k][0].first) % gop == 0
+
+    parts: list[tuple[Track | None, int, int]] = []
+    n, k = frame_count(edit), 0
+    while k < n:
+        start = k
+        if copy_starts(k):
+            track, j = copies[k]
+            while k < n and copies.get(k) == (track, j + k - start):
+                k += 1
+            parts.append((track, j - track.first, k - start))
+        else:
+            k += 1
+            while k < n and not copy_starts(k):
+                k += 1
+            parts.append((None, start, k))
+    return parts
+
+
+def probe_gop(fps: float) -> int:
+    """Frames per GOP of probe media: one second, so a needle re-encodes at most a second more."""
+    return max(1, round(fps))
+
+
+def write_probes(specs: Sequence[ProbeSpec], paths: Sequence[str], config: NiahConfig | None = None,
+                 opener: Opener = open_local) -> None:
+    """Write the probes' edit lists as MP4s to local `paths`.
+
+    The plain haystack frames are encoded once per source (`Track`), whichever probes show
+    them, and each probe is spliced from them by stream copy; only its needles and the frames
+    up to a track's next IDR frame are encoded for the probe itself. Probes of another frame
+    rate or size than the first are encoded whole."""
     config = config or NiahConfig()
-    return encode_mp4(edit_frames(edit, opener), edit.fps, edit.width, edit.height,
-                      crf=config.crf, preset=config.preset, threads=config.encode_threads)
+    if not specs:
+        return
+    first = specs[0].edit
+    shared = [s.edit for s in specs if _frame_format(s.edit) == _frame_format(first)]
+    gop = probe_gop(first.fps)
+    with tempfile.TemporaryDirectory(prefix="vidcorpus-probes-") as tmp:
+        tracks = [_encode_track(track, os.path.join(tmp, f"track{i}.mp4"), first, config, gop, opener)
+                  for i, track in enumerate(plan_tracks(shared, gop))]
+        for spec, path in zip(specs, paths):
+            if spec.edit in shared:
+                _write_spliced(spec.edit, tracks, path, tmp, config, gop, opener)
+            else:
+                _encode(edit_frames(spec.edit, opener), path, spec.edit, config, gop)
+
+
+def _frame_format(edit: EditList) -> tuple[float, int, int]:
+    return edit.fps, edit.width, edit.height
+
+
+def _encode(frames: Iterable[np.ndarray], path: str, edit: EditList, config: NiahConfig, gop: int) -> int:
+    return encode_frames(frames, path, edit.fps, edit.width, edit.height, crf=config.crf, preset=config.preset,
+                         threads=config.encode_threads, gop=gop)
+
+
+def _encode_track(track: Track, path: str, like: EditList, config: NiahConfig, gop: int, opener: Opener) -> Track:
+    times = [(j + track.phase / 1000) / like.fps for j in range(track.first, track.stop)]
+    source = SourceVideo(track.uri, opener)
+    try:
+        _encode(_pictures(source, times, like.width, like.height), path, like, config, gop)
+    finally:
+        source.close()
+    return Track(track.uri, track.phase, track.first, track.stop, path)
+
+
+def _write_spliced(edit: EditList, tracks: Sequence[Track], path: str, tmp: str, config: NiahConfig, gop: int,
+                   opener: Opener) -> None:
+    parts = []
+    for i, (track, a, b) in enumerate(splice_parts(edit, tracks, gop)):
+        if track is not None:
+            parts.append(Part(track.path, a, b))
+        else:
+            fresh = os.path.join(tmp, f"fresh{i}.mp4")
+            parts.append(Part(fresh, 0, _encode(edit_frames(edit, opener, a, b), fresh, edit, config, gop)))
+    if len({parameter_sets(p.path) for p in parts}) == 1:
+        splice(parts, path, edit.fps)
+    else:  # an encoder that would not keep one parameter set: encode the probe whole
+        _encode(edit_frames(edit, opener), path, edit, config, gop)
 
 
 def render_probe(spec: ProbeSpec, config: NiahConfig | None = None, opener: Opener = open_local) -> bytes:
-    """The written form of a probe: its edit list as MP4 bytes."""
-    return render_edit_list(spec.edit, config, opener)
+    """The written form of one probe as MP4 bytes (for tests and small tools; the build writes
+    probes to files with `write_probes`)."""
+    with tempfile.TemporaryDirectory(prefix="vidcorpus-probe-") as tmp:
+        path = os.path.join(tmp, "probe.mp4")
+        write_probes([spec], [path], config, opener)
+        return Path(path).read_bytes()
