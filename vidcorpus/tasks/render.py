@@ -140,6 +140,12 @@ class SourceVideo:
             self._handle.close()
 
 
+def segment_times(start_s: float, end_s: float, source_start_s: float, fps: float) -> list[float]:
+    """Source times of the output frames k / fps that fall in [start_s, end_s)."""
+    first, last = round(start_s * fps), round(end_s * fps)
+    return [source_start_s + (k / fps - start_s) for k in range(first, last)]
+
+
 def segment_frames(segment: Segment, fps: float) -> range:
     """Indices k of the output frames k / fps that fall in the segment's [start_s, end_s)."""
     return range(round(segment.start_s * fps), round(segment.end_s * fps))
@@ -341,4 +347,17 @@ def render_probe(spec: ProbeSpec, config: NiahConfig | None = None, opener: Open
     with tempfile.TemporaryDirectory(prefix="vidcorpus-probe-") as tmp:
         path = os.path.join(tmp, "probe.mp4")
         write_probes([spec], [path], config, opener)
+        return Path(path).read_bytes()
+
+
+def encode_mp4(
+    frames: Iterable[np.ndarray], fps: float, width: int, height: int,
+    *, crf: int = 23, preset: str = "veryfast", threads: int = 1,
+) -> bytes:
+    """H.264/yuv420p MP4 bytes of RGB frames at a constant `fps`, reproducible byte for byte
+    (one-second GOPs, as probes are encoded)."""
+    with tempfile.TemporaryDirectory(prefix="vidcorpus-mp4-") as tmp:
+        path = os.path.join(tmp, "video.mp4")
+        encode_frames(frames, path, fps, width, height, crf=crf, preset=preset, threads=threads,
+                      gop=max(1, round(fps)))
         return Path(path).read_bytes()
