@@ -68,3 +68,14 @@ def task_release(tmp_path_factory) -> Path:
     build(str(root / "videos"), str(root / "rel"), load_config(TINY, TASK_OVERRIDES))
     shutil.rmtree(root / "videos")
     return root / "rel"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_real_llm_endpoint():
+    """Tests never reach a real LLM endpoint with a developer's key: the OpenAI variables of the
+    shell are set aside; tests that want an endpoint start the local server and set their own."""
+    mp = pytest.MonkeyPatch()
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        mp.delenv(name, raising=False)
+    yield
+    mp.undo()

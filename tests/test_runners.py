@@ -322,7 +322,7 @@ def test_a_local_build_runs_on_the_fn_api_runner_in_the_configured_mode_and_neve
     monkeypatch.setattr(fn_runner.FnApiRunner, "run_pipeline", spy)
     video = tmp_path / "v.mp4"
     write_video(str(video), [Scene(20, 1), Scene(20, 2)], size=(96, 64))
-    cfg = load_config(REPO / "configs" / "tiny.yaml", ["runner.mode=multi_threading"])
+    cfg = load_config(REPO / "configs" / "tiny.yaml", ["runner.mode=multi_threading", "llm.enabled=false"])
     build(str(video), str(tmp_path / "out"), cfg)
     assert used == [("FnApiRunner", "multi_threading")]
     assert isinstance(local_runner("direct", pipeline_options("direct")), fn_runner.FnApiRunner)

@@ -47,7 +47,7 @@ def made_video(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def detected(made_video, model, tmp_path_factory):
-    cfg = load_config(TINY, ["scenes.detector=transnetv2"])
+    cfg = load_config(TINY, ["scenes.detector=transnetv2", "llm.enabled=false"])
     scanned = scan_video(Input(str(made_video), made_video.stat().st_size, "vmade"), cfg,
                          str(tmp_path_factory.mktemp("work")))
     [probabilities] = TransnetHandler(cfg.scenes.transnet).run_inference([scanned.shot_frames], model)
@@ -129,7 +129,7 @@ def test_a_truncated_spool_costs_its_video_a_failure_not_the_bundle(model, tmp_p
 def test_a_transnetv2_build_records_transitions_and_cuts_clips_outside_them(tmp_path):
     video = tmp_path / "in" / "dissolve.mp4"
     write_video(str(video), [Scene(50, 11), Scene(70, 12, dissolve_in=25), Scene(40, 13)], size=(160, 120))
-    summary = build(str(video), str(tmp_path / "out"), load_config(TINY, ["scenes.detector=transnetv2"]))
+    summary = build(str(video), str(tmp_path / "out"), load_config(TINY, ["scenes.detector=transnetv2", "llm.enabled=false"]))
     [row] = pq.read_table(tmp_path / "out" / "data" / "videos").to_pylist()
     [transition] = row["transitions"]
     assert transition["start_frame"] <= 50 and transition["end_frame"] >= 75
