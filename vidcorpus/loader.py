@@ -41,8 +41,9 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 from webdataset.utils import pytorch_worker_info
 
 from vidcorpus.release.files import ReleaseFiles
-from vidcorpus.release.frames import read_frames, uniform_times
+from vidcorpus.release.frames import read_frames
 from vidcorpus.release.media import ReleaseMedia, media_recipes
+from vidcorpus.tasks.export import frame_times
 
 log = logging.getLogger(__name__)
 TABLES = ("clips", "sft", "rl")
@@ -65,8 +66,8 @@ class FrameSampling:
             count = max(1, math.floor(duration_s * self.fps + 1e-9))
             if count <= self.max_frames:
                 return [(k + 0.5) / self.fps for k in range(count)]
-            return uniform_times(duration_s, self.max_frames)
-        return uniform_times(duration_s, self.frames)
+            return frame_times(duration_s, self.max_frames)
+        return frame_times(duration_s, self.frames)
 
 
 @dataclass(frozen=True)

@@ -100,8 +100,3 @@ def read_frames(data: bytes, times: Sequence[float], size: tuple[int, int] | Non
         return resized(read_with_pyav(data, times), size), "pyav"
     except Exception as error:
         raise FrameReadError(f"the video could not be decoded at the asked times: {error}") from error
-
-
-def uniform_times(duration_s: float, count: int) -> list[float]:
-    """`count` times at the centres of equal slices of [0, duration_s)."""
-    return [(i + 0.5) * duration_s / count for i in range(count)]

@@ -32,8 +32,8 @@ from PIL import Image
 
 from vidcorpus import storage
 from vidcorpus.release.files import ReleaseFiles
-from vidcorpus.release.frames import uniform_times
 from vidcorpus.release.media import ReleaseMedia, media_recipes
+from vidcorpus.tasks.export import frame_times
 from vidcorpus.tasks.render import encode_mp4
 from vidcorpus.tasks.trainers import CONVERTERS, FORMATS, SOURCE_TABLE, dataset_info
 
@@ -80,7 +80,7 @@ class ExportMedia:
         self._frames: OrderedDict[str, dict[float, np.ndarray]] = OrderedDict()  # the last few media's frames
 
     def frame_times(self, entry: dict[str, Any]) -> list[float]:
-        return uniform_times(entry["duration_s"], self.frames_per_video)
+        return frame_times(entry["duration_s"], self.frames_per_video)
 
     def video(self, entry: dict[str, Any]) -> str:
         clip = self._whole_clip(entry)
