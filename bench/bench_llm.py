@@ -5,7 +5,12 @@
    process, 0.3 s latency, fresh cache). The server measures the average in flight as busy
    seconds / wall seconds between the first request and the last response; target >= 0.8 x c.
    Videos per run: max(24, c), so while some videos wait on a one-request round (summary, QA)
-   others have requests to send.
+   others have requests to send. The table also gives the CPU each request cost (this process,
+   whose build also reads frames, builds prompts and writes the release, and the server) and
+   the most requests this machine's cores could keep in flight at that cost:
+   cores x latency / CPU per request. Where that ceiling is below 0.8 x c, the cap cannot be
+   kept full on this machine whatever the engine does; a slower endpoint (`--latency 3`) needs
+   ten times fewer requests per second for the same in-flight count.
 1. Throughput: with the server answering every request after a fixed latency, the ideal rate
    at concurrency c is c / latency. The client should reach at least 0.8 of it.
 2. Caption cost: input tokens per caption request by frames per request and image detail, as
@@ -20,6 +25,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -134,31 +141,42 @@ def pipeline_in_flight(concurrencies: tuple[int, ...], latencies: tuple[float, .
     base = ["clip.enabled=false", "tasks.enabled=false", "clips.mode=off", f"llm.qa_per_video={QA_PER_VIDEO}",
             "llm.max_retries=0", "llm.timeout_s=60"]
 
-    def build_version(version: str, n: int, extra: list[str]) -> None:
+    def build_version(version: str, n: int, extra: list[str]) -> float:
+        """Builds the version; returns the CPU seconds this process spent on it."""
+        before = _cpu_s()
         listing = root / f"inputs-{n}.txt"
         listing.write_text("".join(f"{p}\n" for p in videos[:n]))
         build(str(listing), str(root / "out"), load_config(ROOT / "configs" / "tiny.yaml", base + extra),
               name="bench", version=version)
+        return _cpu_s() - before
 
     build_version("0.0.0", most, ["llm.enabled=false"])  # scan, segment and stage every video once
     worst = 1.0
     for j, latency_s in enumerate(latencies):
         print(f"In flight through the pipeline: server latency {latency_s * 1000:.0f} ms, videos of 3 clips, "
               f"{QA_PER_VIDEO} QA each, no cache\n")
-        print(f"{'concurrency':>11} {'videos':>7} {'requests':>9} {'active s':>9} {'in flight':>10} {'ratio':>6}")
+        print(f"{'concurrency':>11} {'videos':>7} {'requests':>9} {'active s':>9} {'in flight':>10} {'ratio':>6} "
+              f"{'CPU ms/req':>11} {'CPU ceiling':>12}")
         for i, c in enumerate(concurrencies, start=1):
             n = max(MIN_VIDEOS, c)
             server = ServerProcess(latency_s)
-            build_version(f"0.{i}.{j}", n, [f"llm.base_url={server.base_url}", f"llm.concurrency={c}",
-                                            f"llm.cache_dir={root / f'cache-{c}-{j}'}"])
+            cpu_s = build_version(f"0.{i}.{j}", n, [f"llm.base_url={server.base_url}", f"llm.concurrency={c}",
+                                                    f"llm.cache_dir={root / f'cache-{c}-{j}'}"])
             stats = server.stats()
             in_flight = stats["busy_s"] / stats["active_s"]
             worst = min(worst, in_flight / c)
+            per_request = (cpu_s + stats["cpu_s"]) / stats["requests"]
+            ceiling = (os.cpu_count() or 1) * latency_s / per_request
             print(f"{c:>11} {n:>7} {stats['requests']:>9} {stats['active_s']:>9.2f} {in_flight:>10.1f} "
-                  f"{in_flight / c:>6.2f}")
+                  f"{in_flight / c:>6.2f} {per_request * 1000:>11.2f} {ceiling:>12.0f}")
         print()
     print(f"worst ratio {worst:.2f} (target >= {TARGET_RATIO}): {'ok' if worst >= TARGET_RATIO else 'BELOW TARGET'}\n")
     return worst
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

@@ -533,7 +533,7 @@ def main(argv: list[str]) -> None:
         print(server.base_url, flush=True)
         sys.stdin.read()
         stats = {"requests": server.request_count, "busy_s": server.busy_s, "active_s": server.active_s,
-                 "max_in_flight": server.max_in_flight}
+                 "max_in_flight": server.max_in_flight, "cpu_s": time.process_time()}
     print(json.dumps(stats), flush=True)
 
 

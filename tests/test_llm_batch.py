@@ -84,7 +84,7 @@ def test_export_and_import_run_the_same_jsonl_offline(tmp_path, capsys):
         results = collector.run({json.loads(line)["custom_id"]: line + b"\n" for line in lines})
         results_file = tmp_path / "results.jsonl"
         results_file.write_text("".join(json.dumps({"custom_id": cid, "error": None, "response": {
-            "status_code": 200, "body": completion.model_dump()}}) + "\n" for cid, completion in results.items()))
+            "status_code": 200, "body": completion}}) + "\n" for cid, completion in results.items()))
         assert main(["llm", "import", str(results_file), "--work-dir", str(work)]) == 0
         assert f"{len(lines)} results imported" in capsys.readouterr().out
         sent = server.request_count

@@ -4,6 +4,7 @@ resumes to the same bytes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from test_annotators import make_config, make_video
 
 from vidcorpus.annotators import VideoAnnotator
 from vidcorpus.annotators.preflight import LLMUnavailable, check_llm
+from vidcorpus.annotators.engine import Engine
 from vidcorpus.annotators.ratelimit import TokenRate
 from vidcorpus.cli import main
 from vidcorpus.config import load_config
@@ -114,16 +116,29 @@ def test_the_circuit_breaker_stops_sending_after_consecutive_transport_errors():
 
 def test_tokens_per_minute_waits_for_the_window():
     now = [0.0]
-    sleeps: list[float] = []
-    rate = TokenRate(100, clock=lambda: now[0], sleep=lambda s: (sleeps.append(s), now.__setitem__(0, now[0] + s)))
-    rate.acquire(60)
-    rate.acquire(30)
-    assert sleeps == []
+    rate = TokenRate(100, clock=lambda: now[0])
+    assert rate.admit(60) == 0 and rate.admit(30) == 0
     now[0] = 10.0
-    rate.acquire(30)  # 120 > 100: waits until the first 60 leave the window at t=60
-    assert sleeps == [50.0]
-    rate.acquire(500)  # larger than the limit: passes alone once the window empties
-    assert now[0] >= 70.0
+    assert rate.admit(30) == 50.0  # 120 > 100: wait until the first 60 leave the window at t=60
+    now[0] = 60.0
+    assert rate.admit(30) == 0
+    assert rate.admit(500) > 0  # larger than the limit: passes alone once the window empties
+    now[0] = 121.0
+    assert rate.admit(500) == 0
+
+
+def test_the_engine_waits_for_the_token_window_without_holding_its_loop():
+    clock, sleeps = [0.0], []
+    engine = Engine(4, rate=TokenRate(100, clock=lambda: clock[0]),
+                    sleep=lambda s: (sleeps.append(s), clock.__setitem__(0, clock[0] + s)))
+    try:
+        engine.run(engine.admit(80))
+        other = engine.submit(engine.admit(80))  # must wait for the window
+        assert engine.run(asyncio.sleep(0, "the loop still runs")) == "the loop still runs"
+        other.result(timeout=5)
+    finally:
+        engine.close()
+    assert sleeps == [60.0]
 
 
 def test_preflight_names_the_url_model_and_what_to_fix():

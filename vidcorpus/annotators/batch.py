@@ -1,6 +1,6 @@
 """Batch mode (`llm.mode: batch`): each round's requests go through the OpenAI Batch API.
 
-A client's calls block in `BatchCollector.complete`; once no new request has arrived for a
+A client's calls wait on the futures of `BatchCollector.add`; once no new request has arrived for a
 moment (every video of the bundle is waiting on this round), the pending requests are written
 as Batch JSONL (`custom_id` = the cache key, `-repair` for a repair round), uploaded
 (`files.create(purpose="batch")`, split at 50,000 lines or 100 MB), submitted
@@ -29,7 +29,6 @@ from typing import Any
 
 import openai
 from apache_beam.io.filesystems import FileSystems
-from openai.types.chat import ChatCompletion
 
 from vidcorpus import storage
 from vidcorpus.config.llm import AnnotatorConfig
@@ -93,8 +92,8 @@ class BatchCollector:
         self.client = client
         return self
 
-    def complete(self, custom_id: str, body: dict[str, Any]) -> ChatCompletion:
-        """The completion for one request, once its batch is done (blocks)."""
+    def add(self, custom_id: str, body: dict[str, Any]) -> Future[dict[str, Any]]:
+        """The completion (its JSON object) for one request, once its batch is done."""
         future: Future = Future()
         with self._cond:
             line = batch_line(custom_id, body)
@@ -103,7 +102,7 @@ class BatchCollector:
             if self._runner is None:
                 self._runner = threading.Thread(target=self._gather_and_run, daemon=True, name="llm-batch")
                 self._runner.start()
-        return future.result()
+        return future
 
     def _gather_and_run(self) -> None:
         while True:
@@ -122,14 +121,14 @@ class BatchCollector:
             return
         for cid, (_, futures) in pending.items():
             for f in futures:
-                if isinstance(outputs.get(cid), ChatCompletion):
+                if isinstance(outputs.get(cid), dict):
                     f.set_result(outputs[cid])
                 else:
                     f.set_exception(BatchLineFailed(outputs.get(cid) or "no output line (batch failed or expired)"))
 
     # ---- one batch round ---------------------------------------------------------------------
 
-    def run(self, lines: dict[str, bytes]) -> dict[str, ChatCompletion | str]:
+    def run(self, lines: dict[str, bytes]) -> dict[str, dict[str, Any] | str]:
         """Submit (or resume) the batch of these lines (by custom id) and return each one's
         completion or error text."""
         custom_ids = sorted(lines)
@@ -147,7 +146,7 @@ class BatchCollector:
             batch_ids = self._submit([lines[c] for c in custom_ids], record)
         if not self.wait:
             raise BatchPending(f"batches {', '.join(batch_ids)} submitted")
-        outputs: dict[str, ChatCompletion | str] = {}
+        outputs: dict[str, dict[str, Any] | str] = {}
         for batch_id in batch_ids:
             outputs.update(self._collect(self._poll(batch_id)))
         storage.delete(storage.join(self.record_dir, PENDING))
@@ -185,14 +184,14 @@ class BatchCollector:
                 return batch
             self._sleep(self.poll_s)
 
-    def _collect(self, batch) -> dict[str, ChatCompletion | str]:
-        outputs: dict[str, ChatCompletion | str] = {}
+    def _collect(self, batch) -> dict[str, dict[str, Any] | str]:
+        outputs: dict[str, dict[str, Any] | str] = {}
         for file_id in (batch.error_file_id, batch.output_file_id):
             if file_id:
                 outputs.update(parse_results(self.client.files.content(file_id).read()))
         return outputs
 
-    def _imported(self, custom_ids: list[str]) -> dict[str, ChatCompletion | str] | None:
+    def _imported(self, custom_ids: list[str]) -> dict[str, dict[str, Any] | str] | None:
         """Results brought in by `vidcorpus llm import`, when they cover these requests."""
         path = imported_results(self.record_dir.rsplit("/", 1)[0])
         if not storage.exists(path):
@@ -228,9 +227,9 @@ def import_results(cache_dir: str, data: bytes) -> int:
     return len(outputs)
 
 
-def parse_results(data: bytes) -> dict[str, ChatCompletion | str]:
+def parse_results(data: bytes) -> dict[str, dict[str, Any] | str]:
     """Batch output or error lines (OpenAI's or `vllm run-batch`'s): a completion or an error text each."""
-    outputs: dict[str, ChatCompletion | str] = {}
+    outputs: dict[str, dict[str, Any] | str] = {}
     for raw in data.splitlines():
         if not raw.strip():
             continue
@@ -240,5 +239,5 @@ def parse_results(data: bytes) -> dict[str, ChatCompletion | str]:
             error = line.get("error") or (response.get("body") or {}).get("error") or response.get("status_code")
             outputs[line["custom_id"]] = f"batch line failed: {json.dumps(error)[:500]}"
             continue
-        outputs[line["custom_id"]] = ChatCompletion.model_validate(response["body"])
+        outputs[line["custom_id"]] = response["body"]
     return outputs

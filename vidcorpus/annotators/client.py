@@ -15,16 +15,21 @@ returns an `LLMResult` (a validated pydantic value plus provenance and token usa
   server rejects as malformed), so a rerun sends nothing it sent before; transport failures
   (after their retries) are not cached and are asked again.
 - Everything a worker's clients share (in-flight cap, coalescing of identical requests, budget,
-  tokens-per-minute, circuit breaker) lives in one `Engine`.
+  tokens-per-minute, circuit breaker) lives in one `Engine`, whose event loop carries every
+  request: `submit` hands a request to it from any thread and returns a future, so a caller
+  puts many requests in flight without a thread each. Online requests go through
+  `openai.AsyncOpenAI` on aiohttp, the cheapest transport per request the package offers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
@@ -32,7 +37,6 @@ from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import openai
-from openai.types.chat import ChatCompletion
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from vidcorpus.annotators.batch import BATCH_PENDING, BatchCollector, BatchLineFailed, BatchPending, batch_collector
@@ -186,7 +190,8 @@ def json_schema_for(model: type[BaseModel]) -> dict[str, Any]:
 
 
 class LLMClient:
-    """Thread-safe; the clients of one worker process share one `Engine` (in-flight cap and limits)."""
+    """Thread-safe; the clients of one worker process share one `Engine` (event loop, in-flight
+    cap and limits)."""
 
     def __init__(
         self,
@@ -203,9 +208,10 @@ class LLMClient:
         price: Price | None = None,
         batch: BatchCollector | None = None,
     ):
-        """Without `engine` the client gets its own, bounded by `concurrency`."""
+        """Without `engine` the client gets its own, bounded by `concurrency` (and closes it)."""
         self.endpoint = endpoint
-        self.engine = engine if engine is not None else Engine(concurrency)
+        self._owns_engine = engine is None
+        self.engine = engine if engine is not None else Engine(concurrency, sleep=sleep)
         self.concurrency = self.engine.concurrency
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
@@ -213,14 +219,10 @@ class LLMClient:
         self.cache = cache
         self.price = price or Price()
         self.batch = batch is not None
-        self._sleep = sleep
-        self._openai = openai.OpenAI(
-            api_key=endpoint.api_key or "unused",  # local servers (vLLM, Ollama) need no key
-            base_url=endpoint.base_url or OPENAI_BASE_URL,
-            timeout=timeout_s,
-            max_retries=0,
-        )
-        self.collector = batch.with_client(self._openai) if batch is not None else None
+        settings = dict(api_key=endpoint.api_key or "unused",  # local servers (vLLM, Ollama) need no key
+                        base_url=endpoint.base_url or OPENAI_BASE_URL, timeout=timeout_s, max_retries=0)
+        self._openai: openai.AsyncOpenAI | None = self.engine.run(_async_openai(settings))
+        self.collector = batch.with_client(openai.OpenAI(**settings)) if batch is not None else None
 
     @classmethod
     def from_config(
@@ -259,13 +261,16 @@ class LLMClient:
         return self._openai is None
 
     def close(self) -> None:
-        """Close the connections and let go of the HTTP client now, not at interpreter exit,
-        when its finaliser can no longer run cleanly."""
-        if self._openai is not None:
-            self._openai.close()
+        """Close the connections and let go of the HTTP clients now, not at interpreter exit,
+        when their finalisers can no longer run cleanly."""
+        if self._openai is not None and not self.engine.closed:
+            self.engine.run(self._openai.close())
         self._openai = None
-        if self.collector is not None:
+        if self.collector is not None and self.collector.client is not None:
+            self.collector.client.close()
             self.collector.client = None
+        if self._owns_engine:
+            self.engine.close()
 
     @property
     def model(self) -> str:
@@ -292,37 +297,47 @@ class LLMClient:
         return body
 
     def map(self, requests: Iterable[LLMRequest]) -> list[Outcome]:
-        """Run requests on the engine's shared pool; outcomes come back in request order."""
-        return self.engine.map(self.call, requests)
+        """All requests in flight at once (within the engine's cap); outcomes in request order."""
+        return [future.result() for future in [self.submit(r) for r in requests]]
 
     def call(self, request: LLMRequest) -> Outcome:
+        return self.submit(request).result()
+
+    def submit(self, request: LLMRequest) -> Future[Outcome]:
+        """The request's outcome, to come: from the cache at once, else from the engine's loop."""
         body = self.body(request)
         key = request_key(self.model, request.prompt.id, request.prompt.version, body)
         if (cached := self.from_cache(request, key)) is not None:
-            return cached
-        outcome, shared = self.engine.once(key, lambda: self._send_now(request, body, key))
+            done: Future[Outcome] = Future()
+            done.set_result(cached)
+            return done
+        return self.engine.submit(self._ask(request, body, key))
+
+    async def _ask(self, request: LLMRequest, body: dict[str, Any], key: str) -> Outcome:
+        outcome, shared = await self.engine.once(key, lambda: self._send_now(request, body, key))
         return replace(outcome, item_id=request.item_id, cache_hit=True) if shared else outcome
 
-    def _send_now(self, request: LLMRequest, body: dict[str, Any], key: str) -> Outcome:
+    async def _send_now(self, request: LLMRequest, body: dict[str, Any], key: str) -> Outcome:
         """Ask the endpoint, unless the breaker is open or the budget spent; settle and cache.
         A batch round waits for all of its requests, so batch mode takes no in-flight slot."""
-        with nullcontext() if self.collector is not None else self.engine.slots:
+        async with nullcontext() if self.collector is not None else self.engine.slots:
             if (refusal := self.engine.refusal()) is not None:
                 return self._failure(request, key, *refusal, sent=Sent(), usage=Usage())
-            if self.engine.rate is not None:
-                self.engine.rate.acquire(estimate_input_tokens(body["messages"]))
-            outcome = self._complete(request, body, key)
-        self.settle(outcome)
+            await self.engine.admit(estimate_input_tokens(body["messages"]))
+            outcome = await self._complete(request, body, key)
+        if (entry := self.settle(outcome)) is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.cache.put, outcome.request_hash, entry)
         return outcome
 
-    def settle(self, outcome: Outcome) -> None:
-        """Charge the budget, tell the breaker, and cache what a rerun must not ask again."""
+    def settle(self, outcome: Outcome) -> dict[str, Any] | None:
+        """Charge the budget and tell the breaker; returns the cache entry for what a rerun must
+        not ask again (written off the loop: the cache may be a bucket)."""
         self.engine.budget.charge(outcome.cost_usd, outcome.usage.tokens_in + outcome.usage.tokens_out)
         transport = None if outcome.ok or outcome.deterministic else f"{outcome.error_class}: {outcome.message[:200]}"
         if outcome.ok or outcome.error_class != BATCH_PENDING:
             self.engine.breaker.record(transport)
         if self.cache is None or not (outcome.ok or outcome.deterministic):
-            return
+            return None
         entry = {
             "model": self.model,
             "prompt_id": outcome.prompt_id,
@@ -335,7 +350,7 @@ class LLMClient:
             entry["content"] = outcome.value.model_dump_json()
         else:
             entry["failure"] = {"error_class": outcome.error_class, "message": outcome.message}
-        self.cache.put(outcome.request_hash, entry)
+        return entry
 
     def from_cache(self, request: LLMRequest, key: str) -> Outcome | None:
         entry = self.cache.get(key) if self.cache is not None else None
@@ -353,12 +368,12 @@ class LLMClient:
             return None
         return self._result(request, key, value, usage, sent=sent, cache_hit=True)
 
-    def _complete(self, request: LLMRequest, body: dict[str, Any], key: str) -> Outcome:
+    async def _complete(self, request: LLMRequest, body: dict[str, Any], key: str) -> Outcome:
         """First round, then at most one repair round; each round retries transport errors."""
         messages = list(body["messages"])
         usage, sent = Usage(), Sent()
         for repair_round in (False, True):
-            reply = self._send({**body, "messages": messages}, request, f"{key}-repair" if repair_round else key)
+            reply = await self._send({**body, "messages": messages}, request, f"{key}-repair" if repair_round else key)
             sent = Sent(sent.requests + reply.attempts, sent.retries + reply.attempts - 1,
                         sent.repairs + repair_round)
             usage += reply.usage
@@ -379,12 +394,12 @@ class LLMClient:
             return self._result(request, key, value, usage, sent=sent)
         raise AssertionError("unreachable")
 
-    def _send(self, body: dict[str, Any], request: LLMRequest, key: str) -> _Reply:
+    async def _send(self, body: dict[str, Any], request: LLMRequest, key: str) -> _Reply:
         """One round: the first attempt plus up to `max_retries` retries of transient errors."""
         for attempt in range(self.max_retries + 1):
             try:
-                completion = self._transport(body, key)
-                if not isinstance(completion, ChatCompletion):
+                completion = await self._transport(body, key)
+                if not isinstance(completion, dict):
                     raise _MalformedResponse(f"expected a chat completion, got {type(completion).__name__}")
             except BatchPending as exc:
                 return _Reply(attempts=attempt + 1, error=(BATCH_PENDING, str(exc)))
@@ -403,16 +418,18 @@ class LLMClient:
                 "%s for %s (%s), retry %d/%d in %.2fs",
                 type(error).__name__, request.item_id, request.prompt.id, attempt + 1, self.max_retries, delay,
             )
-            self._sleep(delay)
+            await self.engine.pause(delay)
         raise AssertionError("unreachable")
 
-    def _transport(self, body: dict[str, Any], custom_id: str) -> ChatCompletion:
-        """One request: posted now, or a line of this round's batch (`custom_id`: the cache key)."""
+    async def _transport(self, body: dict[str, Any], custom_id: str) -> Any:
+        """One request's completion, as the JSON object the server sent: posted now, or a line
+        of this round's batch (`custom_id`: the cache key)."""
         if self.collector is not None:
-            return self.collector.complete(custom_id, body)
-        # the body is already the exact wire format: post it as is (the typed
-        # `chat.completions.create` re-walks every message, a fifth of a request's CPU)
-        return self._openai.post("/chat/completions", body=body, cast_to=ChatCompletion)
+            return await asyncio.wrap_future(self.collector.add(custom_id, body))
+        # the body is already the exact wire format: post it as is, and take the reply as plain
+        # JSON (the typed `chat.completions.create` re-walks every message and builds a model of
+        # the reply: most of a request's CPU, which caps requests per second on a small worker)
+        return await self._openai.post("/chat/completions", body=body, cast_to=object)
 
     def _delay(self, attempt: int, key: str, retry_after: float | None) -> float:
         """Retry-After when the server gives one, else capped exponential backoff with jitter.
@@ -459,14 +476,21 @@ class _MalformedResponse(Exception):
     """A 200 response whose body is not a chat completion (e.g. cut short): retried."""
 
 
-def _reply_of(completion: ChatCompletion, attempts: int) -> _Reply:
-    usage = Usage(completion.usage.prompt_tokens, completion.usage.completion_tokens) if completion.usage else Usage()
-    if not completion.choices:
+def _reply_of(completion: dict[str, Any], attempts: int) -> _Reply:
+    """A chat completion's JSON object → its content, usage, or why it has none."""
+    counted = completion.get("usage") or {}
+    usage = Usage(counted.get("prompt_tokens") or 0, counted.get("completion_tokens") or 0)
+    if not completion.get("choices"):
         return _Reply(attempts, usage=usage, error=("EmptyResponse", "response has no choices"))
-    message = completion.choices[0].message
-    if getattr(message, "refusal", None):
-        return _Reply(attempts, usage=usage, error=("Refusal", message.refusal))
-    return _Reply(attempts, content=message.content or "", usage=usage)
+    message = completion["choices"][0].get("message") or {}
+    if message.get("refusal"):
+        return _Reply(attempts, usage=usage, error=("Refusal", message["refusal"]))
+    return _Reply(attempts, content=message.get("content") or "", usage=usage)
+
+
+async def _async_openai(settings: dict[str, Any]) -> openai.AsyncOpenAI:
+    """Made on the engine's loop, where its aiohttp session will live."""
+    return openai.AsyncOpenAI(**settings, http_client=openai.DefaultAioHttpClient(timeout=settings["timeout"]))
 
 
 def _retryable_status(status: int) -> bool:

@@ -31,24 +31,21 @@ def estimate_input_tokens(messages: list[dict[str, Any]]) -> int:
 
 
 class TokenRate:
-    def __init__(self, tokens_per_minute: int, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, tokens_per_minute: int, clock: Callable[[], float] = time.monotonic):
         self.limit = tokens_per_minute
         self._clock = clock
-        self._sleep = sleep
         self._sent: deque[tuple[float, int]] = deque()
         self._lock = threading.Lock()
 
-    def acquire(self, tokens: int) -> None:
-        """Block until `tokens` more fit in the last minute's window, then count them."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                while self._sent and self._sent[0][0] <= now - WINDOW_S:
-                    self._sent.popleft()
-                used = sum(n for _, n in self._sent)
-                if not self._sent or used + tokens <= self.limit:
-                    self._sent.append((now, tokens))
-                    return
-                wait = self._sent[0][0] + WINDOW_S - now
-            self._sleep(max(wait, 0.01))
+    def admit(self, tokens: int) -> float:
+        """0 once `tokens` more fit in the last minute's window (they are then counted), else
+        the seconds to wait before asking again."""
+        with self._lock:
+            now = self._clock()
+            while self._sent and self._sent[0][0] <= now - WINDOW_S:
+                self._sent.popleft()
+            used = sum(n for _, n in self._sent)
+            if not self._sent or used + tokens <= self.limit:
+                self._sent.append((now, tokens))
+                return 0.0
+            return max(self._sent[0][0] + WINDOW_S - now, 0.01)

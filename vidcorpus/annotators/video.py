@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,9 +67,12 @@ class VideoAnnotator:
         return f"VideoAnnotator(annotators={active})"
 
     def close(self) -> None:
-        for client in self.clients.values():
-            if client is not None:
-                client.close()
+        """Close every client's connections, then the engines they share (their loop threads)."""
+        clients = [c for c in self.clients.values() if c is not None]
+        for client in clients:
+            client.close()
+        for engine in {id(c.engine): c.engine for c in clients}.values():
+            engine.close()
 
     def annotate(
         self, video: dict, clips: Sequence[dict], frames: Mapping[str, Sequence[Frame]]
@@ -157,8 +159,7 @@ class _VideoRun:
                 if run.final is not None:
                     previous = Previous(clip["start_s"], clip["end_s"], run.final.value.caption, clip["clip_id"])
         else:
-            with ThreadPoolExecutor(max_workers=min(self.config.concurrency, max(1, len(todo)))) as pool:
-                runs = list(pool.map(lambda clip: self._caption_clip(client, clip, None), todo))
+            runs = self._caption_clips_at_once(client, todo)
         captioned = []
         for run in runs:
             self._track("annotate.caption", run.outcomes)
@@ -167,25 +168,39 @@ class _VideoRun:
         return captioned
 
     def _caption_clip(self, client: LLMClient, clip: dict, previous: Previous | None) -> CaptionRun:
-        """A clip's windows (each differential against the one before, in differential mode),
-        then their merge when there are several. Stops at the first failed call."""
+        """Differential mode: a clip's windows, each against the one before, then their merge
+        when there are several. Stops at the first failed call."""
         frames = self.frames[clip["clip_id"]]
         parts = clip_parts(frames, self.config.max_frames)
-        differential = self.config.differential_captions
         outcomes: list[Outcome] = []
-        if not differential:
-            outcomes = client.map([caption_request(self.video, clip, part, None, self.config) for part in parts])
-        else:
-            last = previous
-            for part in parts:
-                outcomes.append(outcome := client.call(caption_request(self.video, clip, part, last, self.config)))
-                if not outcome.ok:
-                    break
-                last = Previous(part.start_s, part.end_s, outcome.value.caption)
+        last = previous
+        for part in parts:
+            outcomes.append(outcome := client.call(caption_request(self.video, clip, part, last, self.config)))
+            if not outcome.ok:
+                break
+            last = Previous(part.start_s, part.end_s, outcome.value.caption)
+        if (merge := self._merge_request(clip, parts, outcomes)) is not None:
+            outcomes.append(client.call(merge))
+        return CaptionRun(clip, frames, len(parts), outcomes, previous)
+
+    def _caption_clips_at_once(self, client: LLMClient, clips: list[dict]) -> list[CaptionRun]:
+        """Every window of every clip in flight together, then the merges of clips with several."""
+        parts = {c["clip_id"]: clip_parts(self.frames[c["clip_id"]], self.config.max_frames) for c in clips}
+        windows = {c["clip_id"]: [client.submit(caption_request(self.video, c, part, None, self.config))
+                                  for part in parts[c["clip_id"]]] for c in clips}
+        outcomes = {cid: [f.result() for f in futures] for cid, futures in windows.items()}
+        merges = {c["clip_id"]: client.submit(merge) for c in clips
+                  if (merge := self._merge_request(c, parts[c["clip_id"]], outcomes[c["clip_id"]])) is not None}
+        for cid, future in merges.items():
+            outcomes[cid].append(future.result())
+        return [CaptionRun(c, self.frames[c["clip_id"]], len(parts[c["clip_id"]]), outcomes[c["clip_id"]], None)
+                for c in clips]
+
+    def _merge_request(self, clip: dict, parts: list, outcomes: list[Outcome]):
+        """The request merging a clip's window captions, when it has several and all succeeded."""
         if len(parts) > 1 and len(outcomes) == len(parts) and all(o.ok for o in outcomes):
-            done = [(part, o.value) for part, o in zip(parts, outcomes)]
-            outcomes.append(client.call(merge_request(self.video, clip, done, self.config)))
-        return CaptionRun(clip, frames, len(parts), outcomes, previous if differential else None)
+            return merge_request(self.video, clip, [(part, o.value) for part, o in zip(parts, outcomes)], self.config)
+        return None
 
     def caption_rows(self, captioned: Sequence[ClipCaptioned], summary: VideoSummary | None) -> None:
         """Caption rows, written once the summary's entities are known: each caption also in
@@ -309,10 +324,9 @@ class _VideoRun:
             "visual": [r for i, qa in items.items() if (r := verifiers.visual_request(qa, i, self.frames, cfg))]
             if cfg.verify.visual else [],
         }
-        with ThreadPoolExecutor(max_workers=len(families)) as pool:
-            futures = {name: pool.submit(self.clients[name].map, requests)
-                       for name, requests in families.items() if self.clients[name] is not None and requests}
-            outcomes = {name: future.result() for name, future in futures.items()}
+        futures = {name: [self.clients[name].submit(r) for r in requests]
+                   for name, requests in families.items() if self.clients[name] is not None and requests}
+        outcomes = {name: [f.result() for f in pending] for name, pending in futures.items()}
         return tuple({o.item_id: o for o in self._track(f"annotate.{name}", outcomes.get(name, []))}
                      for name in families)
 
