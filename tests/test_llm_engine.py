@@ -20,8 +20,8 @@ from llm_server import FakeLLMServer, Fault
 from test_annotators import make_config, make_video
 
 from vidcorpus.annotators import VideoAnnotator
-from vidcorpus.annotators.preflight import LLMUnavailable, check_llm
 from vidcorpus.annotators.engine import Engine
+from vidcorpus.annotators.preflight import LLMUnavailable, check_llm
 from vidcorpus.annotators.ratelimit import TokenRate
 from vidcorpus.cli import main
 from vidcorpus.config import load_config
@@ -227,8 +227,8 @@ def test_a_build_killed_mid_annotation_resumes_to_the_same_bytes(inputs, tmp_pat
         everything = sent_bodies(server)
     assert set(both_runs) == set(everything)  # the same requests as an uninterrupted build
     assert len(both_runs) - len(everything) <= 2, "only those in flight at the kill (llm.concurrency) go twice"
-    published = lambda out: {k: v for k, v in tree_digest(out).items() if k != "manifest.json"}  # noqa: E731
+    published = lambda out: {k: v for k, v in tree_digest(out).items() if k != "manifest.json"}
     assert published(killed) == published(clean)
-    manifest = lambda out: {k: v for k, v in json.loads((out / "manifest.json").read_text()).items()  # noqa: E731
+    manifest = lambda out: {k: v for k, v in json.loads((out / "manifest.json").read_text()).items()
                             if k not in ("run", "config", "manifest_digest")}  # the digest covers `run`
     assert manifest(killed) == manifest(clean)

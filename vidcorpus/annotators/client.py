@@ -219,8 +219,8 @@ class LLMClient:
         self.cache = cache
         self.price = price or Price()
         self.batch = batch is not None
-        settings = dict(api_key=endpoint.api_key or "unused",  # local servers (vLLM, Ollama) need no key
-                        base_url=endpoint.base_url or OPENAI_BASE_URL, timeout=timeout_s, max_retries=0)
+        settings = {"api_key": endpoint.api_key or "unused",  # local servers (vLLM, Ollama) need no key
+                    "base_url": endpoint.base_url or OPENAI_BASE_URL, "timeout": timeout_s, "max_retries": 0}
         self._openai: openai.AsyncOpenAI | None = self.engine.run(_async_openai(settings))
         self.collector = batch.with_client(openai.OpenAI(**settings)) if batch is not None else None
 
