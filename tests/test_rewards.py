@@ -162,3 +162,18 @@ def test_rewards_import_without_third_party_packages():
     )
     import vidcorpus.tasks.rewards as rewards
     subprocess.run([sys.executable, "-c", code, rewards.__file__], check=True)
+
+
+def test_normalised_text_is_the_same_on_the_ascii_shortcut_and_the_unicode_path():
+    """ASCII text takes a faster path; it must agree with the Unicode rules (NFKC, casefold,
+    categories P and S to spaces) for every character, alone and between words."""
+    import unicodedata
+
+    from vidcorpus.tasks.rewards import normalize_text
+
+    for code in range(128):
+        ch = chr(code)
+        spaced = " " if unicodedata.category(ch).startswith(("P", "S")) else ch.lower()
+        expected = " ".join(w for w in f"x{spaced}y".split() if w not in ("a", "an", "the"))
+        assert normalize_text(f"X{ch}Y") == expected, repr(ch)
+    assert normalize_text("Ｔｈｅ Café—Noir!") == normalize_text("the cafe noir") == "cafe noir"
