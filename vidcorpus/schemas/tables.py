@@ -24,6 +24,14 @@ TRANSITION = pa.struct([      # a gradual transition (fade, dissolve) found by T
     pa.field("end_frame", pa.int64(), nullable=False),
 ])
 
+AUDIO_STREAM = pa.struct([    # one audio stream of the source, as probed
+    pa.field("index", pa.int32(), nullable=False),   # among the audio streams (`audio.stream`)
+    pa.field("codec", pa.string(), nullable=False),
+    pa.field("channels", pa.int32(), nullable=False),
+    pa.field("sample_rate", pa.int32(), nullable=False),
+    pa.field("language", pa.string()),              # the stream's language tag (ISO 639), when set
+])
+
 VIDEOS = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),
     pa.field("uri", pa.string(), nullable=False),
@@ -49,6 +57,7 @@ VIDEOS = pa.schema([
     pa.field("audio_codec", pa.string()),
     pa.field("audio_sample_rate", pa.int32()),
     pa.field("audio_channels", pa.int32()),
+    pa.field("audio_streams", pa.list_(AUDIO_STREAM), nullable=False),
     pa.field("num_clips", pa.int32(), nullable=False),
     pa.field("dup_of", pa.string()),  # the video whose footage this one repeats (near-duplicate group)
     pa.field("overlap_s", pa.float64()),  # seconds of this video found in the group
@@ -71,6 +80,7 @@ CLIPS = pa.schema([
     pa.field("mean_sharpness", pa.float32(), nullable=False),
     pa.field("keyframes", pa.list_(pa.field("item", KEYFRAME, nullable=False)), nullable=False),
     pa.field("clip_mode", pa.string(), nullable=False),
+    pa.field("audio_mode", pa.string()),   # copy | reencode; null: the MP4 has no sound
     pa.field("shard", pa.string()),
     # CLIP stage (null without it)
     pa.field("embedding", pa.list_(pa.float32())),
