@@ -58,6 +58,7 @@ def make_release(root: Path, clip: bool = True, llm: bool = True) -> Path:
     inputs.mkdir(parents=True)
     write_video(str(inputs / "cuts.mp4"), [Scene(30, 1), Scene(25, 2), Scene(35, 3)], size=(160, 120))
     write_video(str(inputs / "fade.mp4"), [Scene(30, 4, fade_out=10), Scene(30, 5, fade_in=10)], size=(160, 120))
+    (inputs / "cuts.srt").write_text("1\n00:00:00,200 --> 00:00:01,000\nthe first scene\n")
     (inputs / "notes.mp4").write_text("plain text pretending to be a video\n")
     overrides = ["input.license=cc-by-4.0"]
     if clip:
@@ -132,7 +133,7 @@ def rewrite_parquet(path: Path, table: pa.Table) -> None:
 def test_fresh_release_is_valid_and_has_every_table(release):
     assert validate_release(str(release)) == []
     tables = {p.name for p in (release / "data").iterdir()}
-    assert tables == {"videos", "clips", "frames", "annotations", "sft", "rl"}
+    assert tables == {"videos", "clips", "transcripts", "frames", "annotations", "sft", "rl"}
     assert (release / ".work").is_dir()  # staging exists but is no part of the release
 
 
@@ -141,7 +142,7 @@ def test_fresh_release_is_valid_and_has_every_table(release):
 def test_card_header_declares_a_config_per_table_licence_and_size(release):
     header = card_header(release)
     configs = {c["config_name"]: c for c in header["configs"]}
-    assert set(configs) == {"videos", "clips", "frames", "annotations", "sft", "rl", "failures"}
+    assert set(configs) == {"videos", "clips", "transcripts", "frames", "annotations", "sft", "rl", "failures"}
     assert header["configs"][0]["config_name"] == "clips" and header["configs"][0]["default"] is True
     assert configs["failures"]["data_files"] == [{"split": "train", "path": "failures/*.parquet"}]
     for name, config in configs.items():

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from vidcorpus.config.asr import AsrConfig
 from vidcorpus.config.audio import AudioConfig
 from vidcorpus.config.base import Section
 from vidcorpus.config.clip import ClipConfig
@@ -144,6 +145,7 @@ class BuildConfig(Section):
     clip_model: ClipConfig = Field(ClipConfig(), alias="clip")
     """The CLIP model and what the build does with its embeddings (recipe key `clip`)."""
     llm: AnnotatorConfig = AnnotatorConfig()
+    asr: AsrConfig = AsrConfig()
     tasks: TasksConfig = TasksConfig()
     publish: PublishConfig = PublishConfig()
     dataflow: DataflowConfig = DataflowConfig()

@@ -11,6 +11,8 @@ is in, so a broken audio stream costs the sound, never the clip.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -157,3 +159,67 @@ def _seek(src, stream, t: float) -> None:
     """Seek the track to a little before `t` (seconds on the source's clock)."""
     target = max(0.0, t - 0.5)
     src.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
+
+
+SPEECH_RATE = 16000
+"""Speech recognisers resample to 16 kHz mono; sending that keeps requests small."""
+QUIET_WINDOW_S = 0.05
+
+
+def speech_chunks(source, track: int, origin_s: float, chunk_s: float,
+                  rate: int = SPEECH_RATE) -> Iterator[tuple[float, np.ndarray]]:
+    """Audio stream `track` as mono float32 samples at `rate`, in chunks of about `chunk_s`
+    seconds, each cut at the quietest QUIET_WINDOW_S of its last fifth (so a cut rarely falls
+    inside a word): (start in seconds from the video's first frame, samples). One chunk is held
+    at a time, whatever the video's length. Raises AudioError when the track cannot be decoded."""
+    limit = round(chunk_s * rate)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    held: list[np.ndarray] = []
+    count, start = 0, None
+    try:
+        with av.open(source, metadata_errors="ignore") as src:
+            stream = src.streams.audio[track]
+            for frame in _decoded(src, stream):
+                if start is None and frame.pts is not None:
+                    start = float(frame.pts * frame.time_base) - origin_s
+                for part in resampler.resample(frame):
+                    held.append(part.to_ndarray().reshape(-1))
+                    count += held[-1].size
+                while count >= limit:
+                    samples = np.concatenate(held)
+                    cut = quietest_point(samples[:limit], rate)
+                    yield start or 0.0, samples[:cut]
+                    start, held = (start or 0.0) + cut / rate, [samples[cut:]]
+                    count = held[0].size
+            for part in resampler.resample(None):
+                held.append(part.to_ndarray().reshape(-1))
+    except av.error.FFmpegError as exc:
+        raise AudioError(f"audio stream {track} could not be decoded: {exc}") from None
+    if held and (samples := np.concatenate(held)).size:
+        yield start or 0.0, samples
+
+
+def quietest_point(samples: np.ndarray, rate: int) -> int:
+    """The sample index starting the lowest-energy window in the last fifth of `samples`."""
+    window = max(1, round(QUIET_WINDOW_S * rate))
+    first = len(samples) * 4 // 5
+    tail = samples[first:]
+    if tail.size < window:
+        return len(samples)
+    energy = np.convolve(tail.astype(np.float64) ** 2, np.ones(window), mode="valid")
+    return first + int(np.argmin(energy))
+
+
+def wav_bytes(samples: np.ndarray, rate: int = SPEECH_RATE) -> bytes:
+    """Mono float samples as a 16-bit PCM WAV file, the format every transcription API takes."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="wav", container_options=BITEXACT) as out:
+        stream = out.add_stream("pcm_s16le", rate=rate)
+        stream.layout = "mono"
+        pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16)
+        for at in range(0, pcm.size, 4096):
+            frame = av.AudioFrame.from_ndarray(pcm[None, at:at + 4096], format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, at
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return buffer.getvalue()

@@ -67,6 +67,7 @@ def probe(container: av.container.InputContainer, size_bytes: int, cfg: ProbeCon
         "audio_sample_rate": audio.codec_context.sample_rate if audio else None,
         "audio_channels": audio.codec_context.channels if audio else None,
         "audio_streams": audio_streams(container),
+        "container_start_s": container.start_time / av.time_base if container.start_time is not None else 0.0,
     }
 
 

@@ -21,6 +21,7 @@ from vidcorpus.ids import split_of
 from vidcorpus.media.audio import AudioError, can_copy_audio, chosen_track, mux_with_audio
 from vidcorpus.media.clips import can_copy, copy_clip, reencode_clips
 from vidcorpus.media.scenes import plan_scenes, split_long
+from vidcorpus.media.transcripts import with_speech
 from vidcorpus.pipelines.embed import Embeddings
 from vidcorpus.pipelines.scan import Scanned, open_source
 from vidcorpus.pipelines.staging import (
@@ -31,6 +32,7 @@ from vidcorpus.pipelines.staging import (
     staging_dir,
     video_result,
 )
+from vidcorpus.pipelines.transcripts import subtitle_rows
 from vidcorpus.schemas import RecordError, check_record
 from vidcorpus.schemas.records import failure_row
 from vidcorpus.scoring.keyframes import Candidate, select_uniform
@@ -62,8 +64,10 @@ def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings:
                                       "bytes": sum(map(len, jpegs)), "candidates": candidate_refs(scanned, clip)}
         if embeddings is not None:
             _mark_duplicates(clips, cfg.clip_model.duplicate_threshold)
+        stage = "subtitles"
+        transcripts, failures = subtitle_rows(scanned)
+        clips = with_speech(clips, transcripts, _audio_language(scanned, cfg))
         stage = "clips"
-        failures = []
         if cfg.clip_mp4.mode != "off":
             uris = write_clip_mp4s(clips, scanned, cfg, out_dir)
             stage = "audio"
@@ -72,7 +76,7 @@ def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings:
                 clip_files = files[clip["clip_id"]]
                 clip_files.update(mp4=f"{clip['clip_id']}.mp4", bytes=clip_files["bytes"] + storage.size_of(uri))
         stage = "validate"
-        outcome = video_result(video, clips, files, failures, tables={"frames": frames})
+        outcome = video_result(video, clips, files, failures, tables={"frames": frames, "transcripts": transcripts})
         outcome["signature"] = scanned.scan.signature
         _validate(outcome, item.uri)
     except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
@@ -183,6 +187,7 @@ def clip_row(scanned: Scanned, index: int, start: int, end: int, cfg: BuildConfi
                        "sharpness": c.sharpness, "mode": mode, "score": score} for c, mode, score in chosen],
         "clip_mode": "off",
         "audio_mode": None,
+        "speech": None,
         "shard": None,
     }
     if embeddings is not None:
@@ -259,6 +264,11 @@ def _stage_keyframes(out_dir: str, clip_id: str, jpegs: list[bytes]) -> list[str
         storage.write_bytes(storage.join(out_dir, name), jpeg)
         names.append(name)
     return names
+
+
+def _audio_language(scanned: Scanned, cfg: BuildConfig) -> str | None:
+    track = chosen_track(scanned.header["audio_streams"], cfg.audio.stream)
+    return track["language"] if track else None
 
 
 def write_clip_mp4s(clips: list[dict[str, Any]], scanned: Scanned, cfg: BuildConfig, out_dir: str) -> list[str]:
@@ -345,6 +355,7 @@ def _validate(outcome: dict[str, Any], uri: str) -> None:
     alive = {c["clip_id"] for c in kept}
     outcome["tables"]["frames"] = [check_record("frames", f) for f in outcome["tables"]["frames"]
                                    if f["clip_id"] in alive]
+    outcome["tables"]["transcripts"] = [check_record("transcripts", t) for t in outcome["tables"]["transcripts"]]
 
 
 class Segment(beam.DoFn):

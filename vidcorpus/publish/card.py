@@ -156,7 +156,7 @@ def card_header(facts: ReleaseFacts) -> dict[str, Any]:
         "task_categories": task_categories(facts.tables),
         "size_categories": [size_category(len(facts.clips))],
         "tags": tags(facts.tables, bool(facts.shard_fields)),
-        "configs": configs(facts.tables),
+        "configs": configs({t: paths for t, paths in facts.tables.items() if facts.counts.get(t) != 0}),
     }
 
 

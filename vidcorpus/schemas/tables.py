@@ -81,11 +81,21 @@ CLIPS = pa.schema([
     pa.field("keyframes", pa.list_(pa.field("item", KEYFRAME, nullable=False)), nullable=False),
     pa.field("clip_mode", pa.string(), nullable=False),
     pa.field("audio_mode", pa.string()),   # copy | reencode; null: the MP4 has no sound
+    pa.field("speech", pa.string()),       # the video's transcript lines inside the clip, null when none
     pa.field("shard", pa.string()),
     # CLIP stage (null without it)
     pa.field("embedding", pa.list_(pa.float32())),
     pa.field("dup_group", pa.string()),
     pa.field("is_transition", pa.bool_()),
+])
+
+TRANSCRIPTS = pa.schema([     # timed speech and subtitle lines, seconds from the first video frame
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),     # embedded | sidecar | asr
+    pa.field("language", pa.string()),                   # the track's or file's language tag, when known
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("end_s", pa.float64(), nullable=False),
+    pa.field("text", pa.string(), nullable=False),
 ])
 
 FRAMES = pa.schema([
@@ -196,7 +206,7 @@ FAILURES = pa.schema([
 ])
 
 TABLES: dict[str, pa.Schema] = {
-    "videos": VIDEOS, "clips": CLIPS, "frames": FRAMES, "annotations": ANNOTATIONS,
+    "videos": VIDEOS, "clips": CLIPS, "transcripts": TRANSCRIPTS, "frames": FRAMES, "annotations": ANNOTATIONS,
     "sft": SFT_SCHEMA, "rl": RL_SCHEMA, "failures": FAILURES,
 }
 """Every table of a release, in the order the dataset card lists them."""
