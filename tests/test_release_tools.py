@@ -162,7 +162,7 @@ def test_card_body_tells_sources_stages_models_and_counts(release):
     for stage in ("scenes", "clip", "annotate", "tasks"):
         assert f"| {stage} | run |" in text
     assert f"| `clip` | {manifest['models']['clip']} |" in text
-    assert "| `prompts.qa` | 2 |" in text and "| `llm.caption` | gpt-4o-mini |" in text
+    assert "| `prompts.qa` | 3 |" in text and "| `llm.caption` | gpt-4o-mini |" in text
     assert f"| `tokens_in` | {manifest['usage']['tokens_in']} |" in text
     assert "0.5 frames per second of every clip" in text and "at most 8 consecutive clips" in text
     assert f"| dropped: visual | {manifest['usage']['qa_dropped_visual']} |" in text
@@ -542,3 +542,10 @@ def test_llm_ab_captions_the_same_clips_with_two_prompt_versions_side_by_side(co
     html = (target / "report.html").read_text()
     assert "<h3>caption: v1 vs v2</h3>" in html and html.count(clips[0]) >= 1
     assert validate_release(str(target)) == []
+
+
+def test_card_and_report_tell_the_speech_the_transcripts_hold(release):
+    text = (release / "README.md").read_text()
+    assert "## Speech" in text and "holds 1 timed lines from 1 video(s), by source: sidecar (1)" in text
+    html = (release / "report.html").read_text()
+    assert '<section id="speech">' in html and "share of video time with speech" in html

@@ -84,3 +84,15 @@ def test_an_unreadable_sidecar_costs_one_failures_row(tmp_path):
     result = segmented(tmp_path, source)
     assert [(f["stage"], f["error_class"]) for f in result["failures"]] == [("subtitles", "SubtitleError")]
     assert len(result["clips"]) == 2 and result["tables"]["transcripts"] == []
+
+
+def test_speech_coverage_counts_overlaps_once_per_video():
+    from vidcorpus.media.transcripts import speech_coverage
+
+    rows = [{"video_id": "a", "source": "embedded", "language": "eng", "start_s": 0.0, "end_s": 2.0},
+            {"video_id": "a", "source": "sidecar", "language": "fr", "start_s": 1.0, "end_s": 3.0},
+            {"video_id": "b", "source": "asr", "language": None, "start_s": 5.0, "end_s": 6.0}]
+    coverage = speech_coverage(rows, {"a": 10.0, "b": 10.0, "c": 20.0})
+    assert coverage == {"lines": 3, "videos_with_speech": 2, "by_source": {"asr": 1, "embedded": 1, "sidecar": 1},
+                        "languages": {"eng": 1, "fr": 1, "unknown": 1}, "speech_s": 4.0, "video_s": 40.0,
+                        "share": 0.1}

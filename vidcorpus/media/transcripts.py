@@ -58,3 +58,21 @@ def with_speech(clips: Sequence[dict[str, Any]], rows: Iterable[dict[str, Any]],
     """The clips, each with `speech`: the words of the video's primary track said inside it."""
     lines = primary_lines(rows, language)
     return [{**clip, "speech": speech_text(lines_in(lines, clip["start_s"], clip["end_s"]))} for clip in clips]
+
+
+def speech_coverage(transcripts: Iterable[dict[str, Any]], durations: dict[str, float]) -> dict[str, Any]:
+    """What a release's transcripts hold: lines by source and by language, seconds with speech
+    (any track; overlaps counted once per video) and their share of the videos' duration."""
+    by_video: dict[str, list[dict[str, Any]]] = {}
+    sources: dict[str, int] = {}
+    languages: dict[str, int] = {}
+    for row in transcripts:
+        by_video.setdefault(row["video_id"], []).append(row)
+        sources[row["source"]] = sources.get(row["source"], 0) + 1
+        language = row.get("language") or "unknown"
+        languages[language] = languages.get(language, 0) + 1
+    speech_s = sum(min(speech_seconds(rows), durations.get(video, float("inf"))) for video, rows in by_video.items())
+    video_s = sum(durations.values())
+    return {"lines": sum(sources.values()), "videos_with_speech": len(by_video), "by_source": dict(sorted(sources.items())),
+            "languages": dict(sorted(languages.items())), "speech_s": round(speech_s, 3), "video_s": round(video_s, 3),
+            "share": round(speech_s / video_s, 4) if video_s else 0.0}
