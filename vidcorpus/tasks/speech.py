@@ -68,15 +68,15 @@ def _task(kind: str, video: Mapping[str, Any], line: Mapping[str, Any], lines: S
         return None
     w0, w1 = window
     span = (round_time(start - w0), round_time(end - w0))
-    common = dict(
-        task_id=f"{video['video_id']}_{kind}_{hashlib.sha256(key.encode()).hexdigest()[:10]}", family="speech",
-        kind=kind, video_id=video["video_id"], video_ids=[video["video_id"]], split=video["split"],
-        source_ids=[video["video_id"]],
-        media=[MediaRef(kind="window", video_id=video["video_id"], uri=video["uri"], duration_s=w1 - w0,
-                        start_s=w0, end_s=w1)],
-        meta={"source": line["source"], "language": line.get("language"), "line_source": [start, end],
-              "window_source": [w0, w1]},
-    )
+    common = {
+        "task_id": f"{video['video_id']}_{kind}_{hashlib.sha256(key.encode()).hexdigest()[:10]}",
+        "family": "speech", "kind": kind, "video_id": video["video_id"], "video_ids": [video["video_id"]],
+        "split": video["split"], "source_ids": [video["video_id"]],
+        "media": [MediaRef(kind="window", video_id=video["video_id"], uri=video["uri"], duration_s=w1 - w0,
+                           start_s=w0, end_s=w1)],
+        "meta": {"source": line["source"], "language": line.get("language"), "line_source": [start, end],
+                 "window_source": [w0, w1]},
+    }
     if kind == "speech_when":
         return Task(**common, question=WHEN_QUESTION.format(text=line["text"]), answer_format=SPAN_FORMAT,
                     ground_truth={"spans": [list(span)], "duration_s": round_time(w1 - w0)},
