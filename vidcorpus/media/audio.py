@@ -32,7 +32,7 @@ class AudioError(MediaError):
 
 def audio_streams(container: av.container.InputContainer) -> list[dict[str, Any]]:
     """One row per audio stream, in stream order: codec, channels, sample rate, language tag."""
-    return [{"index": i, "codec": s.codec_context.name, "channels": s.codec_context.channels,
+    return [{"index": i, "codec": s.codec_context.codec.canonical_name, "channels": s.codec_context.channels,
              "sample_rate": s.codec_context.sample_rate, "language": _language(s)}
             for i, s in enumerate(container.streams.audio)]
 
