@@ -32,6 +32,8 @@ def videos(tmp_path_factory) -> dict[str, Path]:
         "cuts.mp4", "fade.mp4", "vfr.mkv", "rotated.mp4", "audio_only.mp4", "empty.mp4",
         "truncated.mkv", "notavideo.mp4")}
     write_video(str(paths["cuts.mp4"]), [Scene(30, 1), Scene(25, 2), Scene(35, 3)], size=(160, 120))
+    (root / "cuts.en.srt").write_text("1\n00:00:00,200 --> 00:00:01,000\nthe first scene\n\n"
+                                      "2\n00:00:01,400 --> 00:00:02,000\nnow the second\n")
     write_video(str(paths["fade.mp4"]), [Scene(30, 4, fade_out=10), Scene(30, 5, fade_in=10)], size=(160, 120))
     write_video(str(paths["vfr.mkv"]), [Scene(30, 6), Scene(30, 7)], fps=30, vfr=True, size=(160, 120))
     write_video(str(paths["rotated.mp4"]), [Scene(20, 8), Scene(20, 9)], size=(160, 96), rotation=90)

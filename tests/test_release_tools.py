@@ -58,6 +58,7 @@ def make_release(root: Path, clip: bool = True, llm: bool = True) -> Path:
     inputs.mkdir(parents=True)
     write_video(str(inputs / "cuts.mp4"), [Scene(30, 1), Scene(25, 2), Scene(35, 3)], size=(160, 120))
     write_video(str(inputs / "fade.mp4"), [Scene(30, 4, fade_out=10), Scene(30, 5, fade_in=10)], size=(160, 120))
+    (inputs / "cuts.srt").write_text("1\n00:00:00,200 --> 00:00:01,000\nthe first scene\n")
     (inputs / "notes.mp4").write_text("plain text pretending to be a video\n")
     overrides = ["input.license=cc-by-4.0"]
     if clip:
@@ -132,7 +133,7 @@ def rewrite_parquet(path: Path, table: pa.Table) -> None:
 def test_fresh_release_is_valid_and_has_every_table(release):
     assert validate_release(str(release)) == []
     tables = {p.name for p in (release / "data").iterdir()}
-    assert tables == {"videos", "clips", "frames", "annotations", "sft", "rl"}
+    assert tables == {"videos", "clips", "transcripts", "frames", "annotations", "sft", "rl"}
     assert (release / ".work").is_dir()  # staging exists but is no part of the release
 
 
@@ -141,7 +142,7 @@ def test_fresh_release_is_valid_and_has_every_table(release):
 def test_card_header_declares_a_config_per_table_licence_and_size(release):
     header = card_header(release)
     configs = {c["config_name"]: c for c in header["configs"]}
-    assert set(configs) == {"videos", "clips", "frames", "annotations", "sft", "rl", "failures"}
+    assert set(configs) == {"videos", "clips", "transcripts", "frames", "annotations", "sft", "rl", "failures"}
     assert header["configs"][0]["config_name"] == "clips" and header["configs"][0]["default"] is True
     assert configs["failures"]["data_files"] == [{"split": "train", "path": "failures/*.parquet"}]
     for name, config in configs.items():
@@ -161,7 +162,7 @@ def test_card_body_tells_sources_stages_models_and_counts(release):
     for stage in ("scenes", "clip", "annotate", "tasks"):
         assert f"| {stage} | run |" in text
     assert f"| `clip` | {manifest['models']['clip']} |" in text
-    assert "| `prompts.qa` | 2 |" in text and "| `llm.caption` | gpt-4o-mini |" in text
+    assert "| `prompts.qa` | 3 |" in text and "| `llm.caption` | gpt-4o-mini |" in text
     assert f"| `tokens_in` | {manifest['usage']['tokens_in']} |" in text
     assert "0.5 frames per second of every clip" in text and "at most 8 consecutive clips" in text
     assert f"| dropped: visual | {manifest['usage']['qa_dropped_visual']} |" in text
@@ -541,3 +542,10 @@ def test_llm_ab_captions_the_same_clips_with_two_prompt_versions_side_by_side(co
     html = (target / "report.html").read_text()
     assert "<h3>caption: v1 vs v2</h3>" in html and html.count(clips[0]) >= 1
     assert validate_release(str(target)) == []
+
+
+def test_card_and_report_tell_the_speech_the_transcripts_hold(release):
+    text = (release / "README.md").read_text()
+    assert "## Speech" in text and "holds 1 timed lines from 1 video(s), by source: sidecar (1)" in text
+    html = (release / "report.html").read_text()
+    assert '<section id="speech">' in html and "share of video time with speech" in html

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import threading
@@ -74,6 +75,21 @@ def size_of(uri: str) -> int:
     if not found:
         raise FileNotFoundError(f"no such file: {uri}")
     return found[0].size_in_bytes
+
+
+def files_named_like(uri: str) -> list[str]:
+    """The other files in `uri`'s folder whose name starts with its stem and a dot (for
+    `movie.mp4`: `movie.srt`, `movie.en.vtt`), sorted."""
+    folder, name = posixpath.split(uri)
+    stem = posixpath.splitext(name)[0] + "."
+    if is_local(uri):
+        directory = local_path(folder) or "."
+        found = [posixpath.join(folder, n) for n in os.listdir(directory) if n.startswith(stem) and n != name
+                 and os.path.isfile(os.path.join(directory, n))] if os.path.isdir(directory) else []
+    else:
+        pattern = posixpath.join(folder, re.sub(r"([*?\[\]])", r"[\1]", stem) + "*")
+        found = [m.path for m in FileSystems.match([pattern])[0].metadata_list if m.path != uri]
+    return sorted(found)
 
 
 def makedirs(uri: str) -> None:

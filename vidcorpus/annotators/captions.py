@@ -75,6 +75,7 @@ def caption_request(
     values = dict(
         clip_index=clip["index"], video_duration=_s(video["duration_s"]), start_s=_s(clip["start_s"]),
         end_s=_s(clip["end_s"]), span=span, timestamps=", ".join(f"{_s(f.t)} s" for f in part.frames),
+        speech=speech_block(clip),
     )
     if previous is not None:
         values.update(previous_s=_s(previous.end_s), previous_span=f"{_s(previous.start_s)}-{_s(previous.end_s)} s",
@@ -100,6 +101,20 @@ def merge_request(
     )
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     return LLMRequest(prompt, messages, ClipCaption, item_id=clip["clip_id"])
+
+
+def speech_lines(clip: dict) -> list[str]:
+    """The clip's transcript lines as `[start-end s] text` (`speech_lines`, set by the annotate
+    stage from the `transcripts` table); none when nothing is said in it."""
+    return [line for line in (clip.get("speech_lines") or "").split("\n") if line]
+
+
+def speech_block(clip: dict) -> str:
+    """What is said in the clip, marked as speech, with times, for caption prompts."""
+    lines = speech_lines(clip)
+    if not lines:
+        return "No speech was transcribed in this clip."
+    return "Speech in this clip (subtitles or a transcript), as [start-end s] text:\n" + "\n".join(lines)
 
 
 def _s(seconds: float) -> str:

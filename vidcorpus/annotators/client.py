@@ -24,6 +24,7 @@ returns an `LLMResult` (a validated pydantic value plus provenance and token usa
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
@@ -101,6 +102,18 @@ class LLMRequest(Generic[T]):
     messages: list[dict[str, Any]]
     output: type[T]
     item_id: str
+
+
+@dataclass(frozen=True)
+class TranscriptionRequest(Generic[T]):
+    """One audio file (WAV bytes) to transcribe into `output` (timed segments), for `item_id`;
+    `prompt` names the call (id and version) in the cache key and the rows' provenance."""
+
+    prompt: Prompt
+    audio: bytes = field(repr=False)
+    output: type[T]
+    item_id: str
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,9 +246,12 @@ class LLMClient:
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         engine: Engine | None = None,
+        endpoint: Endpoint | None = None,
     ) -> LLMClient | None:
-        """The client for annotator `name`, or None when it is disabled or has no endpoint."""
-        endpoint = resolve_endpoint(config, name, env)
+        """The client for annotator `name`, or None when it is disabled or has no endpoint.
+        `endpoint`, when given, replaces the annotator's own (ASR), and is always called online."""
+        online = endpoint is not None
+        endpoint = endpoint or resolve_endpoint(config, name, env)
         if endpoint is None:
             return None
         return cls(
@@ -249,7 +265,7 @@ class LLMClient:
             sleep=sleep,
             engine=engine,
             price=price_of(config, endpoint.model),
-            batch=batch_collector(config, name, sleep) if config.mode == "batch" else None,
+            batch=batch_collector(config, name, sleep) if config.mode == "batch" and not online else None,
         )
 
     def __repr__(self) -> str:
@@ -303,18 +319,22 @@ class LLMClient:
     def call(self, request: LLMRequest) -> Outcome:
         return self.submit(request).result()
 
-    def submit(self, request: LLMRequest) -> Future[Outcome]:
-        """The request's outcome, to come: from the cache at once, else from the engine's loop."""
-        body = self.body(request)
+    def submit(self, request: LLMRequest | TranscriptionRequest) -> Future[Outcome]:
+        """The request's outcome, to come: from the cache at once, else from the engine's loop.
+        A `TranscriptionRequest` goes to `/audio/transcriptions`, always online (the Batch API
+        does not serve audio)."""
+        speech = isinstance(request, TranscriptionRequest)
+        body = self.transcription_body(request) if speech else self.body(request)
         key = request_key(self.model, request.prompt.id, request.prompt.version, body)
         if (cached := self.from_cache(request, key)) is not None:
             done: Future[Outcome] = Future()
             done.set_result(cached)
             return done
-        return self.engine.submit(self._ask(request, body, key))
+        return self.engine.submit(self._ask(request, body, key, self._transcribe_now if speech else self._send_now))
 
-    async def _ask(self, request: LLMRequest, body: dict[str, Any], key: str) -> Outcome:
-        outcome, shared = await self.engine.once(key, lambda: self._send_now(request, body, key))
+    async def _ask(self, request: LLMRequest | TranscriptionRequest, body: dict[str, Any], key: str,
+                   send: Callable[..., Any]) -> Outcome:
+        outcome, shared = await self.engine.once(key, lambda: send(request, body, key))
         return replace(outcome, item_id=request.item_id, cache_hit=True) if shared else outcome
 
     async def _send_now(self, request: LLMRequest, body: dict[str, Any], key: str) -> Outcome:
@@ -325,6 +345,9 @@ class LLMClient:
                 return self._failure(request, key, *refusal, sent=Sent(), usage=Usage())
             await self.engine.admit(estimate_input_tokens(body["messages"]))
             outcome = await self._complete(request, body, key)
+        return await self._settled(outcome)
+
+    async def _settled(self, outcome: Outcome) -> Outcome:
         if (entry := self.settle(outcome)) is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.cache.put, outcome.request_hash, entry)
         return outcome
@@ -368,6 +391,45 @@ class LLMClient:
             return None
         return self._result(request, key, value, usage, sent=sent, cache_hit=True)
 
+    def transcription_body(self, request: TranscriptionRequest) -> dict[str, Any]:
+        """The transcription request's fields as sent, with the audio named by its sha256 (what
+        the cache key hashes)."""
+        body: dict[str, Any] = {"model": self.model, "audio_sha256": hashlib.sha256(request.audio).hexdigest(),
+                                "response_format": "verbose_json", "timestamp_granularities": ["segment"],
+                                "temperature": 0.0}
+        if request.language:
+            body["language"] = request.language
+        return body
+
+    async def _transcribe_now(self, request: TranscriptionRequest, body: dict[str, Any], key: str) -> Outcome:
+        """Speech to timed segments, with the same slots, refusals, retries and cache as chat."""
+        async with self.engine.slots:
+            if (refusal := self.engine.refusal()) is not None:
+                return self._failure(request, key, *refusal, sent=Sent(), usage=Usage())
+            reply = await self._send(body, request, key, lambda: self._transcription_reply(request, body))
+        sent = Sent(reply.attempts, reply.attempts - 1)
+        if reply.error is not None:
+            outcome = self._failure(request, key, *reply.error, sent=sent, usage=reply.usage)
+        else:
+            try:
+                outcome = self._result(request, key, request.output.model_validate_json(reply.content), reply.usage,
+                                       sent=sent)
+            except ValidationError as exc:
+                outcome = self._failure(request, key, "ValidationError", _describe_validation(exc), sent=sent,
+                                        usage=reply.usage)
+        return await self._settled(outcome)
+
+    async def _transcription_reply(self, request: TranscriptionRequest, body: dict[str, Any]) -> _Reply:
+        fields = {k: v for k, v in body.items() if k not in ("model", "audio_sha256")}
+        verbose = await self._openai.audio.transcriptions.create(
+            model=self.model, file=("audio.wav", request.audio, "audio/wav"), **fields)
+        segments = getattr(verbose, "segments", None)
+        if segments is None:
+            raise _MalformedResponse(f"expected a verbose_json transcription, got {type(verbose).__name__}")
+        content = {"language": getattr(verbose, "language", None) or None,
+                   "segments": [{"start": s.start, "end": s.end, "text": s.text} for s in segments]}
+        return _Reply(attempts=1, content=json.dumps(content))
+
     async def _complete(self, request: LLMRequest, body: dict[str, Any], key: str) -> Outcome:
         """First round, then at most one repair round; each round retries transport errors."""
         messages = list(body["messages"])
@@ -394,13 +456,14 @@ class LLMClient:
             return self._result(request, key, value, usage, sent=sent)
         raise AssertionError("unreachable")
 
-    async def _send(self, body: dict[str, Any], request: LLMRequest, key: str) -> _Reply:
-        """One round: the first attempt plus up to `max_retries` retries of transient errors."""
+    async def _send(self, body: dict[str, Any], request: LLMRequest | TranscriptionRequest, key: str,
+                    post: Callable[[], Any] | None = None) -> _Reply:
+        """One round: the first attempt plus up to `max_retries` retries of transient errors.
+        `post` makes one attempt (default: the chat completion of `body`)."""
+        post = post or (lambda: self._chat_reply(body, key))
         for attempt in range(self.max_retries + 1):
             try:
-                completion = await self._transport(body, key)
-                if not isinstance(completion, dict):
-                    raise _MalformedResponse(f"expected a chat completion, got {type(completion).__name__}")
+                reply = await post()
             except BatchPending as exc:
                 return _Reply(attempts=attempt + 1, error=(BATCH_PENDING, str(exc)))
             except (openai.APIConnectionError, _MalformedResponse, json.JSONDecodeError, BatchLineFailed) as exc:
@@ -410,7 +473,7 @@ class LLMClient:
                     return _Reply(attempts=attempt + 1, error=self._error(exc))
                 error, retry_after = exc, _retry_after_s(exc.response.headers)
             else:
-                return _reply_of(completion, attempts=attempt + 1)
+                return replace(reply, attempts=attempt + 1)
             if attempt == self.max_retries:
                 return _Reply(attempts=attempt + 1, error=self._error(error))
             delay = 0.0 if self.collector is not None else self._delay(attempt, key, retry_after)
@@ -420,6 +483,12 @@ class LLMClient:
             )
             await self.engine.pause(delay)
         raise AssertionError("unreachable")
+
+    async def _chat_reply(self, body: dict[str, Any], key: str) -> _Reply:
+        completion = await self._transport(body, key)
+        if not isinstance(completion, dict):
+            raise _MalformedResponse(f"expected a chat completion, got {type(completion).__name__}")
+        return _reply_of(completion, attempts=1)
 
     async def _transport(self, body: dict[str, Any], custom_id: str) -> Any:
         """One request's completion, as the JSON object the server sent: posted now, or a line

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from vidcorpus.annotators.captions import ClipCaption
+from vidcorpus.annotators.captions import ClipCaption, speech_lines
 from vidcorpus.annotators.client import LLMClient, LLMRequest, LLMResult, NonEmptyStr, Outcome, OutputModel
 from vidcorpus.annotators.prompts import load_prompt
 
@@ -159,7 +159,9 @@ def caption_lines(captioned: Sequence[tuple[dict, ClipCaption]], entities: Seque
     for clip, cap in captioned:
         text = cap.caption + (f" Changes: {cap.changes_since_previous}" if cap.changes_since_previous else "")
         lines.append(f"- {clip['clip_id']} [{_s(clip['start_s'])}-{_s(clip['end_s'])} s]: {canonical(text, entities)}")
+        lines += [f"  speech {line}" for line in speech_lines(clip)]
     return "\n".join(lines)
+
 
 
 def _messages(system: str, user: str) -> list[dict]:

@@ -19,6 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vidcorpus.annotators.captions import speech_lines
 from vidcorpus.annotators.client import LLMRequest, NonEmptyStr, OutputModel
 from vidcorpus.annotators.cot import CoTTrace
 from vidcorpus.annotators.frames import Frame, frames_in_span, image_parts, spread
@@ -54,16 +55,21 @@ class VisualAnswer(OutputModel):
 
 def visual_request(
     qa: QAItem, item_id: str, frames: Mapping[str, Sequence[Frame]], config: AnnotatorConfig,
+    clips_by_id: Mapping[str, dict] | None = None,
 ) -> LLMRequest[VisualAnswer] | None:
-    """The question with only the frames inside its evidence spans (at most `llm.max_frames`);
-    None when no cited clip has a frame."""
+    """The question with only the frames inside its evidence spans (at most `llm.max_frames`)
+    and the speech of the clips it cites (so an answer heard, not seen, passes); None when no
+    cited clip has a frame."""
     seen = [f for s in qa.evidence for f in frames_in_span(frames.get(s.clip_id, ()), s.start_s, s.end_s, config.max_frames)]
     picked = spread(list(dict.fromkeys(seen)), config.max_frames)
     if not picked:
         return None
     prompt = load_prompt("visual", config.prompt_versions.get("visual"))
+    cited = dict.fromkeys(s.clip_id for s in qa.evidence)
+    speech = [line for cid in cited for line in speech_lines((clips_by_id or {}).get(cid, {}))]
     system, user = prompt.render(start_s=f"{picked[0].t:.2f}", end_s=f"{picked[-1].t:.2f}", question=qa.question,
-                                 options=qa.options_text(), answer_format=qa.answer_format())
+                                 options=qa.options_text(), answer_format=qa.answer_format(),
+                                 speech="Speech, as [start-end s] text:\n" + "\n".join(speech) if speech else "")
     content = [{"type": "text", "text": user}, *image_parts(picked, config.image_detail, config.image_max_side)]
     messages = [{"role": "system", "content": system}, {"role": "user", "content": content}]
     return LLMRequest(prompt, messages, VisualAnswer, item_id=item_id)

@@ -321,7 +321,8 @@ class _VideoRun:
         families = {
             "cot": [cot_request(self.video, captioned, summary, qa, i, self.frames, cfg) for i, qa in items.items()],
             "blind": [verifiers.blind_request(qa, i, cfg.prompt_versions.get("blind")) for i, qa in items.items()],
-            "visual": [r for i, qa in items.items() if (r := verifiers.visual_request(qa, i, self.frames, cfg))]
+            "visual": [r for i, qa in items.items() if (r := verifiers.visual_request(qa, i, self.frames, cfg,
+                                                                                                self.clips_by_id))]
             if cfg.verify.visual else [],
         }
         futures = {name: [self.clients[name].submit(r) for r in requests]

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from vidcorpus.config.asr import AsrConfig
+from vidcorpus.config.audio import AudioConfig
 from vidcorpus.config.base import Section
 from vidcorpus.config.clip import ClipConfig
 from vidcorpus.config.llm import AnnotatorConfig
@@ -138,10 +140,12 @@ class BuildConfig(Section):
     keyframes: KeyframesConfig = KeyframesConfig()
     clip_mp4: ClipMp4Config = Field(ClipMp4Config(), alias="clips")
     """How each clip's MP4 is made (recipe key `clips`)."""
+    audio: AudioConfig = AudioConfig()
     shards: ShardsConfig = ShardsConfig()
     clip_model: ClipConfig = Field(ClipConfig(), alias="clip")
     """The CLIP model and what the build does with its embeddings (recipe key `clip`)."""
     llm: AnnotatorConfig = AnnotatorConfig()
+    asr: AsrConfig = AsrConfig()
     tasks: TasksConfig = TasksConfig()
     publish: PublishConfig = PublishConfig()
     dataflow: DataflowConfig = DataflowConfig()

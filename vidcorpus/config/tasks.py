@@ -117,6 +117,21 @@ class GroundingConfig(Section):
     min_event_s: float = Field(0.5, ge=0.0)
 
 
+class SpeechTasksConfig(Section):
+    """"When is this line said?" and "what is said between t1 and t2?" from the transcripts."""
+
+    enabled: bool = True
+    per_video: int = Field(3, ge=0)
+    """Tasks of each kind per video."""
+    window_s: float = Field(120.0, gt=0.0)
+    """Length of the video window shown."""
+    min_line_s: float = Field(0.5, ge=0.0)
+    min_words: int = Field(3, ge=1)
+    """Shorter lines are not asked about (too easy to confuse)."""
+    distractors: int = Field(3, ge=0)
+    """Other lines of the video offered beside the right one in "what is said" tasks."""
+
+
 class ExportConfig(Section):
     """How tasks become SFT conversations."""
 
@@ -141,4 +156,5 @@ class TasksConfig(Section):
     niah: NiahConfig = Field(default_factory=NiahConfig)
     ordering: OrderingConfig = Field(default_factory=OrderingConfig)
     grounding: GroundingConfig = Field(default_factory=GroundingConfig)
+    speech: SpeechTasksConfig = Field(default_factory=SpeechTasksConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)

@@ -6,7 +6,7 @@ decode pass feeds re-encoded clips their frames (`media.pieces`); only a clip th
 encode is read again, in one forward reading per video. Re-encoded clips are upright at display
 aspect, by libx264. Every clip MP4 is written to its file as it is made, and bit-exact (no
 muxer/encoder version strings, fixed encoder threads), so the same input gives the same bytes.
-Clips hold video only.
+Clips are made video-only here; `media.audio` then puts their sound beside the picture.
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ class SourceFrames:
 class ClipEncoder:
     """One clip's MP4, encoded upright with libx264 and written to `path` frame by frame (never
     held in memory). Frames are (seconds from the video's first frame, full-resolution frame);
-    the clip's clock starts at `start_s`. The container holds one video stream; an audio stream
-    would be added beside it."""
+    the clip's clock starts at `start_s`. The container holds one video stream (`media.audio`
+    adds the sound afterwards, from the source)."""
 
     def __init__(self, path: str, geometry: Geometry, fps: float, start_s: float, cfg: ClipMp4Config):
         self.geometry, self.start_s = geometry, start_s

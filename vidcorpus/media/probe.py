@@ -12,6 +12,7 @@ from typing import Any
 import av
 
 from vidcorpus.config.build import ProbeConfig
+from vidcorpus.media.audio import audio_streams
 from vidcorpus.media.errors import AbsurdInput, EmptyFile, ImplausibleTiming, NotAVideo, NoVideoStream
 
 RATE_MISMATCH = 2.0
@@ -65,6 +66,8 @@ def probe(container: av.container.InputContainer, size_bytes: int, cfg: ProbeCon
         "audio_codec": audio.codec_context.name if audio else None,
         "audio_sample_rate": audio.codec_context.sample_rate if audio else None,
         "audio_channels": audio.codec_context.channels if audio else None,
+        "audio_streams": audio_streams(container),
+        "container_start_s": container.start_time / av.time_base if container.start_time is not None else 0.0,
     }
 
 

@@ -53,10 +53,12 @@ def frame_times(count: int, fps: float, vfr: bool) -> list[Fraction]:
 
 def write_video(path: str, scenes: Sequence[Scene], fps: float = 25, size: tuple[int, int] = (320, 240),
                 vfr: bool = False, rotation: int = 0, audio: bool = False, codec: str = "libx264",
-                gop: int | None = None, key_at_cuts: bool = True) -> list[float]:
+                gop: int | None = None, key_at_cuts: bool = True, beeps: Sequence[float] = ()) -> list[float]:
     """Write an MP4/MKV; returns each scene's start time in seconds (the true cut times).
 
     `rotation` is the clockwise turn a player must apply (a phone's portrait video is 90).
+    `audio` adds a mono AAC track of silence, with a 1 kHz beep of BEEP_S at each of `beeps`
+    (seconds from the first frame), so audio/video sync can be measured.
     """
     width, height = size
     total = sum(s.frames for s in scenes)
@@ -94,7 +96,7 @@ def write_video(path: str, scenes: Sequence[Scene], fps: float = 25, size: tuple
             previous = (base, scene.frames)
         out.mux(stream.encode(None))
         if sound is not None:
-            _write_silence(out, sound, float(times[-1]) + 1 / fps)
+            _write_audio(out, sound, float(times[-1]) + 1 / fps, beeps)
     return starts
 
 
@@ -113,25 +115,38 @@ def _fade_gain(i: int, scene: Scene) -> float:
     return gain
 
 
+AUDIO_RATE, BEEP_S, BEEP_HZ = 16000, 0.1, 1000.0
+
+
 def _add_audio(out):
-    stream = out.add_stream("aac", rate=16000)
+    stream = out.add_stream("aac", rate=AUDIO_RATE)
     stream.layout = "mono"
     return stream
 
 
-def _write_silence(out, stream, seconds: float) -> None:
-    samples, chunk = int(seconds * 16000), 1024
-    for start in range(0, samples, chunk):
-        n = min(chunk, samples - start)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, n), np.float32), format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = 16000, start
+def audio_signal(seconds: float, beeps: Sequence[float] = ()) -> np.ndarray:
+    """Mono samples at AUDIO_RATE: silence with a beep starting at each of `beeps` (seconds)."""
+    signal = np.zeros(round(seconds * AUDIO_RATE), np.float32)
+    tone = 0.5 * np.sin(2 * np.pi * BEEP_HZ * np.arange(int(BEEP_S * AUDIO_RATE)) / AUDIO_RATE)
+    for t in beeps:
+        at = round(t * AUDIO_RATE)
+        part = signal[at:at + len(tone)]
+        part[:] = tone[:len(part)]
+    return signal
+
+
+def _write_audio(out, stream, seconds: float, beeps: Sequence[float] = ()) -> None:
+    signal, chunk = audio_signal(seconds, beeps), 1024
+    for start in range(0, len(signal), chunk):
+        frame = av.AudioFrame.from_ndarray(signal[None, start:start + chunk], format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = AUDIO_RATE, start
         out.mux(stream.encode(frame))
     out.mux(stream.encode(None))
 
 
 def write_audio_only(path: str, seconds: float = 2.0) -> None:
     with av.open(path, "w", format="mp4", container_options={"fflags": "+bitexact"}) as out:
-        _write_silence(out, _add_audio(out), seconds)
+        _write_audio(out, _add_audio(out), seconds)
 
 
 def write_demo_videos(folder: str) -> list[str]:

@@ -27,6 +27,7 @@ from apache_beam.utils.shared import Shared
 from vidcorpus import storage
 from vidcorpus.config import BuildConfig
 from vidcorpus.config.llm import AnnotatorConfig
+from vidcorpus.media.transcripts import lines_in, primary_lines, timed_speech
 from vidcorpus.pipelines.scan import SPOOL
 from vidcorpus.pipelines.staging import VideoResult, staging_dir
 from vidcorpus.schemas import RecordError, check_record
@@ -127,7 +128,8 @@ def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResul
     """A new result: the video's with its annotation rows, their failures, usage and this run's sends."""
     video = result["video"]
     staged = staging_dir(work_dir, video["video_id"])
-    annotations, failures, usage = annotator.annotate(video, result["clips"], clip_frames(result, staged, annotator.config))
+    clips = with_speech_lines(result["clips"], result["tables"].get("transcripts", []), video)
+    annotations, failures, usage = annotator.annotate(video, clips, clip_frames(result, staged, annotator.config))
     usage = dict(usage)
     run = {**usage.pop("run", {}), "breaker_open": int(_breaker_open(annotator))}
     rows, rejected = [], []
@@ -138,6 +140,15 @@ def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResul
             rejected.append(failure_row(video["uri"], "validate", exc, video["video_id"], row["ann_id"]))
     return {**result, "tables": {**result["tables"], "annotations": rows},
             "failures": result["failures"] + rejected + failures, "usage": usage, "llm_run": run}
+
+
+def with_speech_lines(clips: list[dict[str, Any]], transcripts: list[dict[str, Any]],
+                      video: dict[str, Any]) -> list[dict[str, Any]]:
+    """The clips as the annotators see them: each with `speech_lines`, the timed lines of the
+    video's primary transcript track inside it (what prompts show as speech)."""
+    streams = video.get("audio_streams") or []
+    lines = primary_lines(transcripts, streams[0]["language"] if streams else None)
+    return [{**clip, "speech_lines": timed_speech(lines_in(lines, clip["start_s"], clip["end_s"]))} for clip in clips]
 
 
 def _breaker_open(annotator) -> bool:

@@ -22,8 +22,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from vidcorpus import storage
 from vidcorpus.config import BuildConfig, config_to_dict
+from vidcorpus.config.asr import asr_endpoint
 from vidcorpus.media.scenes import MODEL_DETECTORS
 from vidcorpus.pipelines.annotate import Annotate, AnnotateOnWorker
+from vidcorpus.pipelines.asr import Transcribe
 from vidcorpus.pipelines.discover import Identify, discover, pick_one
 from vidcorpus.pipelines.embed import EmbedCandidates, join_embeddings, text_embeddings
 from vidcorpus.pipelines.groups import GroupFootage
@@ -108,6 +110,8 @@ def skipped_stages(cfg: BuildConfig) -> dict[str, str]:
         skipped["annotate"] = reason
     if not cfg.tasks.enabled:
         skipped["tasks"] = "tasks.enabled is false"
+    if cfg.asr.enabled and asr_endpoint(cfg.asr, cfg.llm) is None:
+        skipped["asr"] = "no ASR endpoint: set asr.base_url, llm.base_url or OPENAI_BASE_URL, or the API key variable"
     return skipped
 
 
@@ -240,6 +244,8 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
                  | "Segment" >> beam.ParDo(Segment(cfg, work_dir, text)).with_output_types(Result))
     results = ((segmented, *done) | "Videos" >> beam.Flatten()
                | "GroupFootage" >> GroupFootage(dict(cfg.shards.splits), once))
+    if cfg.asr.enabled and "asr" not in stages_off:
+        results = results | "Transcribe" >> beam.ParDo(Transcribe(cfg, work_dir)).with_output_types(Result)
     if "annotate" not in stages_off:
         results = results | "SpreadForLLM" >> fusion_break(cfg)
         results = (results | "Annotate" >> AnnotateOnWorker(cfg, work_dir) if cfg.llm.backend == "vllm-worker"
@@ -291,7 +297,7 @@ class Unchanged(beam.PTransform):
 
 
 def produced_tables(stages_off: dict[str, str]) -> tuple[str, ...]:
-    tables = ["videos", "clips"]
+    tables = ["videos", "clips", "transcripts"]
     if "clip" not in stages_off:
         tables.append("frames")
     if "annotate" not in stages_off:

@@ -18,8 +18,10 @@ from apache_beam.metrics import Metrics
 from vidcorpus import ids, storage
 from vidcorpus.config import BuildConfig
 from vidcorpus.ids import split_of
+from vidcorpus.media.audio import AudioError, can_copy_audio, chosen_track, mux_with_audio
 from vidcorpus.media.clips import can_copy, copy_clip, reencode_clips
 from vidcorpus.media.scenes import plan_scenes, split_long
+from vidcorpus.media.transcripts import with_speech
 from vidcorpus.pipelines.embed import Embeddings
 from vidcorpus.pipelines.scan import Scanned, open_source
 from vidcorpus.pipelines.staging import (
@@ -30,6 +32,7 @@ from vidcorpus.pipelines.staging import (
     staging_dir,
     video_result,
 )
+from vidcorpus.pipelines.transcripts import subtitle_rows
 from vidcorpus.schemas import RecordError, check_record
 from vidcorpus.schemas.records import failure_row
 from vidcorpus.scoring.keyframes import Candidate, select_uniform
@@ -61,13 +64,19 @@ def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings:
                                       "bytes": sum(map(len, jpegs)), "candidates": candidate_refs(scanned, clip)}
         if embeddings is not None:
             _mark_duplicates(clips, cfg.clip_model.duplicate_threshold)
+        stage = "subtitles"
+        transcripts, failures = subtitle_rows(scanned)
+        clips = with_speech(clips, transcripts, _audio_language(scanned, cfg))
         stage = "clips"
         if cfg.clip_mp4.mode != "off":
-            for clip, size in zip(clips, write_clip_mp4s(clips, scanned, cfg, out_dir)):
+            uris = write_clip_mp4s(clips, scanned, cfg, out_dir)
+            stage = "audio"
+            failures += add_clip_audio(clips, uris, scanned, cfg)
+            for clip, uri in zip(clips, uris):
                 clip_files = files[clip["clip_id"]]
-                clip_files.update(mp4=f"{clip['clip_id']}.mp4", bytes=clip_files["bytes"] + size)
+                clip_files.update(mp4=f"{clip['clip_id']}.mp4", bytes=clip_files["bytes"] + storage.size_of(uri))
         stage = "validate"
-        outcome = video_result(video, clips, files, tables={"frames": frames})
+        outcome = video_result(video, clips, files, failures, tables={"frames": frames, "transcripts": transcripts})
         outcome["signature"] = scanned.scan.signature
         _validate(outcome, item.uri)
     except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
@@ -137,6 +146,7 @@ def video_row(scanned: Scanned, cfg: BuildConfig, num_clips: int) -> dict[str, A
         "audio_codec": header["audio_codec"],
         "audio_sample_rate": header["audio_sample_rate"],
         "audio_channels": header["audio_channels"],
+        "audio_streams": header["audio_streams"],
         "num_clips": num_clips,
         "dup_of": None,
         "overlap_s": None,
@@ -176,6 +186,8 @@ def clip_row(scanned: Scanned, index: int, start: int, end: int, cfg: BuildConfi
         "keyframes": [{"timestamp_s": c.t, "frame_index": c.index, "brightness": c.brightness,
                        "sharpness": c.sharpness, "mode": mode, "score": score} for c, mode, score in chosen],
         "clip_mode": "off",
+        "audio_mode": None,
+        "speech": None,
         "shard": None,
     }
     if embeddings is not None:
@@ -254,8 +266,13 @@ def _stage_keyframes(out_dir: str, clip_id: str, jpegs: list[bytes]) -> list[str
     return names
 
 
-def write_clip_mp4s(clips: list[dict[str, Any]], scanned: Scanned, cfg: BuildConfig, out_dir: str) -> list[int]:
-    """Stage each clip's MP4 as `<clip_id>.mp4` under `out_dir` and return their sizes, in order:
+def _audio_language(scanned: Scanned, cfg: BuildConfig) -> str | None:
+    track = chosen_track(scanned.header["audio_streams"], cfg.audio.stream)
+    return track["language"] if track else None
+
+
+def write_clip_mp4s(clips: list[dict[str, Any]], scanned: Scanned, cfg: BuildConfig, out_dir: str) -> list[str]:
+    """Stage each clip's video-only MP4 as `<clip_id>.mp4` under `out_dir` and return their URIs, in order:
     a stream copy where the cut allows it (`clips.mode: copy`), else the piece the decode pass
     encoded for it, else one re-encoding read over the video for the remaining clips. Sets each
     clip's `clip_mode`; pieces no clip took are deleted."""
@@ -281,7 +298,37 @@ def write_clip_mp4s(clips: list[dict[str, Any]], scanned: Scanned, cfg: BuildCon
         _reencode_again(scanned, cfg, unencoded)
     for uri in pieces.values():
         storage.delete(uri)
-    return [storage.size_of(uri) for uri in uris]
+    return uris
+
+
+def add_clip_audio(clips: list[dict[str, Any]], uris: list[str], scanned: Scanned,
+                   cfg: BuildConfig) -> list[dict[str, Any]]:
+    """Put the chosen audio track (`audio.stream`) beside each clip's picture, in sync (see
+    `media.audio`), and set each clip's `audio_mode`. All clips of a video get their sound or
+    none does: a track that cannot be read costs one failures row (stage `audio`) and leaves the
+    clips video-only. Returns those failures rows."""
+    track = chosen_track(scanned.header["audio_streams"], cfg.audio.stream)
+    if not cfg.audio.enabled or track is None or not clips:
+        return []
+    scan = scanned.scan
+    origin_s = float(scan.origin_pts * scan.time_base)
+    staged = [uri[:-len(".mp4")] + ".audio.mp4" for uri in uris]
+    try:
+        for clip, uri, target_uri in zip(clips, uris, staged):
+            copy = can_copy_audio(track["codec"], clip["clip_mode"] == "copy")
+            with storage.local_file(target_uri) as target:
+                mux_with_audio(open_source(uri), open_source(scanned.item.uri), track["index"], origin_s,
+                               clip["start_s"], clip["end_s"], copy, target.path)
+            clip["audio_mode"] = "copy" if copy else "reencode"
+    except AudioError as exc:
+        for clip, target_uri in zip(clips, staged):
+            clip["audio_mode"] = None
+            if storage.exists(target_uri):
+                storage.delete(target_uri)
+        return [failure_row(scanned.item.uri, "audio", exc, scanned.item.video_id)]
+    for uri, target_uri in zip(uris, staged):
+        storage.rename(target_uri, uri)
+    return []
 
 
 def _reencode_again(scanned: Scanned, cfg: BuildConfig, clips: list[tuple[dict[str, Any], str]]) -> None:
@@ -308,6 +355,7 @@ def _validate(outcome: dict[str, Any], uri: str) -> None:
     alive = {c["clip_id"] for c in kept}
     outcome["tables"]["frames"] = [check_record("frames", f) for f in outcome["tables"]["frames"]
                                    if f["clip_id"] in alive]
+    outcome["tables"]["transcripts"] = [check_record("transcripts", t) for t in outcome["tables"]["transcripts"]]
 
 
 class Segment(beam.DoFn):

@@ -14,11 +14,12 @@ from vidcorpus.config import BuildConfig, config_to_dict
 from vidcorpus.schemas.records import failure_row
 
 RESULT = "result.json"
-RESULT_SECTIONS = ("input", "ids", "probe", "decode", "scenes", "keyframes", "clips", "clip", "shards")
+RESULT_SECTIONS = ("input", "ids", "probe", "decode", "scenes", "keyframes", "clips", "audio", "clip",
+                   "shards")
 CLIP_EXECUTION_KEYS = ("device", "precision", "batch_size", "min_batch_size", "model_copies", "accelerator",
                        "cache_dir")
 TRANSNET_EXECUTION_KEYS = ("device", "precision", "batch_windows", "model_copies", "accelerator")
-RESULT_FORMAT = 2
+RESULT_FORMAT = 3
 """Bumped when a staged result gains or changes fields, so results of an older format are redone."""
 
 

@@ -54,7 +54,7 @@ def make_tasks(result: VideoResult, pool: list[dict[str, Any]], cfg: TasksConfig
         return result
     try:
         planned = plan_video_tasks(video, result["clips"], result["tables"].get("annotations", []), cfg, pool,
-                                   opener=storage.open_read)
+                                   opener=storage.open_read, transcripts=result["tables"].get("transcripts", []))
         for gate in planned.rejected.values():
             Metrics.counter("vidcorpus", f"probes_rejected_{gate.split(':')[0]}").inc()
         probes = {}

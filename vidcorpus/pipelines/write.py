@@ -23,7 +23,8 @@ from vidcorpus.release.webdataset import FileMember, shard_name, write_shard
 from vidcorpus.schemas import TABLES
 from vidcorpus.schemas.tables import EMBEDDING_TABLES, with_embedding_dim
 
-SORT_KEYS = {"videos": ("video_id",), "clips": ("clip_id",), "frames": ("clip_id", "timestamp_s"),
+SORT_KEYS = {"videos": ("video_id",), "clips": ("clip_id",),
+             "transcripts": ("video_id", "start_s", "end_s", "source", "language", "text"), "frames": ("clip_id", "timestamp_s"),
              "annotations": ("ann_id",), "sft": ("sample_id",), "rl": ("sample_id",),
              "failures": ("uri", "stage", "item_id")}
 INPUT_STAGES = ("discover", "probe", "decode", "scenes", "keyframes", "clips", "validate")

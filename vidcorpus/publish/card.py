@@ -23,6 +23,7 @@ import pyarrow as pa
 import yaml
 
 from vidcorpus import storage
+from vidcorpus.media.transcripts import speech_coverage
 from vidcorpus.release.layout import CARD, REPORT, shard_table, table_of
 from vidcorpus.release.reader import (
     read_manifest,
@@ -72,13 +73,19 @@ class ReleaseFacts:
         self.clips = clips
         self.shard_fields = shard_fields
         self.tables = table_paths(manifest)
+        self.speech: dict[str, Any] = {}
+        """What the transcripts hold (`media.transcripts.speech_coverage`)."""
 
     @classmethod
     def read(cls, root: str) -> "ReleaseFacts":
         manifest = read_manifest(root)
         videos = _rows(read_table(root, manifest, "videos", ["video_id", "license", "duration_s", "container"]))
         clips = _rows(read_table(root, manifest, "clips", ["clip_id", "keyframes"]))
-        return cls(manifest, videos, clips, shard_fields(root, manifest, clips))
+        facts = cls(manifest, videos, clips, shard_fields(root, manifest, clips))
+        transcripts = _rows(read_table(root, manifest, "transcripts", ["video_id", "source", "language", "start_s",
+                                                                         "end_s"]))
+        facts.speech = speech_coverage(transcripts, {v["video_id"]: v["duration_s"] for v in videos})
+        return facts
 
     @property
     def config(self) -> dict[str, Any]:
@@ -156,7 +163,7 @@ def card_header(facts: ReleaseFacts) -> dict[str, Any]:
         "task_categories": task_categories(facts.tables),
         "size_categories": [size_category(len(facts.clips))],
         "tags": tags(facts.tables, bool(facts.shard_fields)),
-        "configs": configs(facts.tables),
+        "configs": configs({t: paths for t, paths in facts.tables.items() if facts.counts.get(t) != 0}),
     }
 
 
@@ -220,7 +227,8 @@ def configs(tables: dict[str, list[str]]) -> list[dict[str, Any]]:
 
 def card_body(facts: ReleaseFacts) -> str:
     sections = [
-        _intro(facts), _sources(facts), _stages(facts), _models(facts), _annotations(facts), _counts(facts), _layout(facts),
+        _intro(facts), _sources(facts), _stages(facts), _models(facts), _annotations(facts), _speech(facts),
+        _counts(facts), _layout(facts),
         _schemas(facts), _loading(facts), _integrity(facts),
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
@@ -317,6 +325,18 @@ def flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
         return [row for i, v in enumerate(value) for row in flatten(v, f"{prefix}[{i}]")]
     shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
     return [(prefix, shown)]
+
+
+def _speech(facts: ReleaseFacts) -> str:
+    speech = facts.speech
+    if not speech or not speech["lines"]:
+        return ""
+    languages = ", ".join(f"{lang} ({n})" for lang, n in speech["languages"].items())
+    sources = ", ".join(f"{source} ({n})" for source, n in speech["by_source"].items())
+    return (f"## Speech\n\nThe `transcripts` table holds {speech['lines']} timed lines from "
+            f"{speech['videos_with_speech']} video(s), by source: {sources}; by language: {languages}. "
+            f"Speech covers {speech['speech_s']:.1f} s of {speech['video_s']:.1f} s of video "
+            f"({speech['share']:.1%}). Each clip's `speech` column holds the words said inside it.")
 
 
 def _counts(facts: ReleaseFacts) -> str:

@@ -23,6 +23,7 @@ import pyarrow as pa
 from PIL import Image
 
 from vidcorpus import storage
+from vidcorpus.media.transcripts import speech_coverage
 from vidcorpus.publish.ab import ab_section
 from vidcorpus.publish.card import flatten
 from vidcorpus.publish.charts import (
@@ -46,13 +47,16 @@ FAILURES_LISTED = 200
 REPORT_COLUMNS = {
     "videos": ["video_id", "split", "duration_s", "fps", "is_vfr", "display_width", "display_height", "rotation",
                "video_codec", "has_audio"],
-    "clips": ["clip_id", "video_id", "split", "duration_s", "start_s", "end_s", "keyframes", "clip_mode", "shard"],
+    "clips": ["clip_id", "video_id", "split", "duration_s", "start_s", "end_s", "keyframes", "clip_mode", "audio_mode",
+              "shard"],
+    "transcripts": ["video_id", "source", "language", "start_s", "end_s"],
     "annotations": ["kind", "clip_id", "payload", "verdicts", "tokens_in", "tokens_out"],
     "sft": ["kind", "split"],
     "rl": ["kind", "split"],
     "failures": ["uri", "item_id", "stage", "error_class", "message"],
 }
 """The columns each plot reads: embeddings and task rows never need loading for the report."""
+AUDIO_MODES = {"copy": "sound copied", "reencode": "sound re-encoded (AAC)", None: "no sound"}
 MP4_MODES = {"copy": "stream copy", "reencode": "re-encoded", "off": "no MP4 (clips.mode off)"}
 VERDICT_COLORS = {"passed": "#59a14f", "failed": "#e15759", "unchecked": "#bab0ac"}
 STYLE = """
@@ -85,6 +89,7 @@ def render_report(root: str) -> str:
         summary_section(manifest),
         videos_section(tables.get("videos")),
         durations_section(tables.get("clips")),
+        speech_section(tables.get("transcripts"), tables.get("videos"), tables.get("clips")),
         scenes_section(tables.get("videos"), tables.get("clips")),
         tasks_section(tables.get("sft"), tables.get("rl"), manifest),
         files_section(manifest),
@@ -193,6 +198,24 @@ def durations_section(clips: pa.Table | None) -> str:
         body = (histogram_svg(durations, "clip duration (s)", "clips") + percentile_table(durations, "s")
                 + "\n<h3>Clip MP4s</h3>\n" + bar_chart_svg(_by_count(modes), "clips"))
     return f'<section id="durations"><h2>Clips</h2>\n{body}</section>'
+
+
+def speech_section(transcripts: pa.Table | None, videos: pa.Table | None, clips: pa.Table | None) -> str:
+    """Sound and speech: how clip MP4s carry audio, transcript lines by source and language, and
+    the share of video time with speech."""
+    durations = dict(zip(_column(videos, "video_id"), _column(videos, "duration_s")))
+    coverage = speech_coverage(transcripts.to_pylist() if transcripts is not None else [], durations)
+    sound = Counter(AUDIO_MODES.get(m, m) for m in _column(clips, "audio_mode"))
+    rows = [("transcript lines", coverage["lines"]), ("videos with speech", coverage["videos_with_speech"]),
+            ("seconds with speech", fmt(coverage["speech_s"])), ("share of video time with speech",
+                                                                  f"{coverage['share']:.1%}")]
+    body = html_table(("what", "value"), rows)
+    if coverage["lines"]:
+        body += ("\n<h3>Lines by source</h3>\n" + bar_chart_svg(sorted(coverage["by_source"].items()), "lines")
+                 + "\n<h3>Lines by language</h3>\n" + bar_chart_svg(sorted(coverage["languages"].items()), "lines"))
+    if sound:
+        body += "\n<h3>Clip sound</h3>\n" + bar_chart_svg(_by_count(sound), "clips")
+    return f'<section id="speech"><h2>Sound and speech</h2>\n{body}</section>'
 
 
 def scenes_section(videos: pa.Table | None, clips: pa.Table | None) -> str:

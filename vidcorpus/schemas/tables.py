@@ -24,6 +24,14 @@ TRANSITION = pa.struct([      # a gradual transition (fade, dissolve) found by T
     pa.field("end_frame", pa.int64(), nullable=False),
 ])
 
+AUDIO_STREAM = pa.struct([    # one audio stream of the source, as probed
+    pa.field("index", pa.int32(), nullable=False),   # among the audio streams (`audio.stream`)
+    pa.field("codec", pa.string(), nullable=False),
+    pa.field("channels", pa.int32(), nullable=False),
+    pa.field("sample_rate", pa.int32(), nullable=False),
+    pa.field("language", pa.string()),              # the stream's language tag (ISO 639), when set
+])
+
 VIDEOS = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),
     pa.field("uri", pa.string(), nullable=False),
@@ -49,6 +57,7 @@ VIDEOS = pa.schema([
     pa.field("audio_codec", pa.string()),
     pa.field("audio_sample_rate", pa.int32()),
     pa.field("audio_channels", pa.int32()),
+    pa.field("audio_streams", pa.list_(AUDIO_STREAM), nullable=False),
     pa.field("num_clips", pa.int32(), nullable=False),
     pa.field("dup_of", pa.string()),  # the video whose footage this one repeats (near-duplicate group)
     pa.field("overlap_s", pa.float64()),  # seconds of this video found in the group
@@ -71,11 +80,22 @@ CLIPS = pa.schema([
     pa.field("mean_sharpness", pa.float32(), nullable=False),
     pa.field("keyframes", pa.list_(pa.field("item", KEYFRAME, nullable=False)), nullable=False),
     pa.field("clip_mode", pa.string(), nullable=False),
+    pa.field("audio_mode", pa.string()),   # copy | reencode; null: the MP4 has no sound
+    pa.field("speech", pa.string()),       # the video's transcript lines inside the clip, null when none
     pa.field("shard", pa.string()),
     # CLIP stage (null without it)
     pa.field("embedding", pa.list_(pa.float32())),
     pa.field("dup_group", pa.string()),
     pa.field("is_transition", pa.bool_()),
+])
+
+TRANSCRIPTS = pa.schema([     # timed speech and subtitle lines, seconds from the first video frame
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),     # embedded | sidecar | asr
+    pa.field("language", pa.string()),                   # the track's or file's language tag, when known
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("end_s", pa.float64(), nullable=False),
+    pa.field("text", pa.string(), nullable=False),
 ])
 
 FRAMES = pa.schema([
@@ -149,7 +169,7 @@ FRAME_REF = pa.struct([
 _IDENTITY = [
     pa.field("sample_id", pa.string(), nullable=False),
     pa.field("task_id", pa.string(), nullable=False),
-    pa.field("family", pa.string(), nullable=False),  # niah | order | grounding
+    pa.field("family", pa.string(), nullable=False),  # niah | order | grounding | speech
     pa.field("kind", pa.string(), nullable=False),
     pa.field("video_id", pa.string(), nullable=False),
     pa.field("video_ids", pa.list_(pa.string()), nullable=False),
@@ -186,7 +206,7 @@ FAILURES = pa.schema([
 ])
 
 TABLES: dict[str, pa.Schema] = {
-    "videos": VIDEOS, "clips": CLIPS, "frames": FRAMES, "annotations": ANNOTATIONS,
+    "videos": VIDEOS, "clips": CLIPS, "transcripts": TRANSCRIPTS, "frames": FRAMES, "annotations": ANNOTATIONS,
     "sft": SFT_SCHEMA, "rl": RL_SCHEMA, "failures": FAILURES,
 }
 """Every table of a release, in the order the dataset card lists them."""

@@ -17,6 +17,7 @@ from vidcorpus.tasks.grounding import captions_by_clip, plan_grounding_tasks
 from vidcorpus.tasks.niah import foreign_candidate, in_foreign_pool, plan_niah_probes, probe_tasks
 from vidcorpus.tasks.ordering import plan_ordering_tasks
 from vidcorpus.tasks.records import ProbeSpec, Task
+from vidcorpus.tasks.speech import plan_speech_tasks
 
 
 @dataclass
@@ -40,8 +41,9 @@ def plan_video_tasks(
     config: TasksConfig | None = None,
     foreign_pool: Sequence[Mapping[str, Any]] = (),
     opener: Any = None,
+    transcripts: Sequence[Mapping[str, Any]] = (),
 ) -> PlannedTasks:
-    """NIAH probes and their questions, ordering and grounding tasks for one video.
+    """NIAH probes and their questions, ordering, grounding and speech tasks for one video.
 
     With an `opener` (uri -> path or file), probes go through the needle quality gates, which
     read their sources; without one they are planned only (records without media)."""
@@ -62,6 +64,7 @@ def plan_video_tasks(
     tasks = [t for probe in probes for t in probe_tasks(probe, config, captions, same_split_captions)]
     tasks += plan_ordering_tasks(video, clips, config)
     tasks += plan_grounding_tasks(video, clips, annotations, config)
+    tasks += plan_speech_tasks(video, clips, [t for t in transcripts if t["video_id"] == video_id], config)
     return PlannedTasks(probes=probes, tasks=sorted(tasks, key=lambda t: t.task_id), rejected=rejected)
 
 

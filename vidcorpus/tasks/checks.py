@@ -18,7 +18,7 @@ from vidcorpus.tasks.records import EditList
 from vidcorpus.tasks.rewards import REWARD_RULES, score
 
 TABLE_SCHEMAS: dict[str, pa.Schema] = {"sft": SFT_SCHEMA, "rl": RL_SCHEMA}
-FAMILIES = {"niah", "order", "grounding"}
+FAMILIES = {"niah", "order", "grounding", "speech"}
 
 
 class SchemaError(ValueError):

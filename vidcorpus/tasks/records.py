@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RewardRule = Literal["exact", "choice", "order", "order_exact", "temporal_iou"]
-TaskFamily = Literal["niah", "order", "grounding"]
+TaskFamily = Literal["niah", "order", "grounding", "speech"]
 
 _TIME_TOLERANCE_S = 1e-6
 
