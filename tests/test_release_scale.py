@@ -70,6 +70,14 @@ def test_parquet_parts_cut_rows_across_units_at_the_part_size(monkeypatch):
     }
 
 
+def test_parts_of_embeddings_stay_small_whatever_the_corpus():
+    assert layout_module.rows_per_part(None) == layout_module.ROWS_PER_FILE
+    assert layout_module.rows_per_part(512) * 512 * 4 == layout_module.PART_EMBEDDING_BYTES
+    frames = [dict(entry(f"v{i}", [1]), rows={"frames": 10_000}, dims={"frames": [512]}) for i in range(4)]
+    parts = [k[2] for k, _ in ReleaseLayout(frames, 1000, 1 << 30, ("frames",)).slices()]
+    assert sorted(set(parts)) == [f"data/frames/part-{i:05d}.parquet" for i in range(3)]   # 40,000 rows / 16,384
+
+
 def test_failures_are_ordered_by_uri_and_task_samples_fill_their_own_shards():
     entries = [dict(entry("v1", [1]), uri="z.mp4", failures_by_stage={"tasks": 1}),
                {"unit": "inputs/abc", "order": "", "uri": "a.mp4", "rows": {"failures": 1}, "input_failed": True,

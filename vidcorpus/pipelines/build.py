@@ -270,7 +270,8 @@ def write_release(p: beam.Pipeline, results: beam.PCollection, output: str, work
              | "Usage" >> beam.CombineGlobally(sum_counts))
     entries = (written, probes) | "AllFiles" >> beam.Flatten()
     _ = layout.summary | "Manifest" >> beam.Map(_write_manifest, beam.pvalue.AsList(entries),
-                                                beam.pvalue.AsSingleton(usage), output, cfg, stages_off, release)
+                                                beam.pvalue.AsSingleton(usage), output, cfg, stages_off,
+                                                {**release, "models": models_of(cfg, stages_off)})
 
 
 def sum_counts(counts: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -337,7 +338,7 @@ def produced_tables(stages_off: dict[str, str]) -> tuple[str, ...]:
 def _write_manifest(summary: dict[str, Any], files: list[dict[str, Any]], counters: dict[str, Any], output: str,
                     cfg: BuildConfig, stages_off: dict[str, str], release: dict[str, Any]) -> None:
     usage, llm_run = _sorted_counts(counters.get("usage", {})), _sorted_counts(counters.get("llm_run", {}))
-    extra = {**release, "skipped_stages": stages_off, "usage": usage, "models": models_of(cfg, stages_off)}
+    extra = {**release, "skipped_stages": stages_off, "usage": usage}
     if "buckets" in summary:
         extra["buckets"] = summary["buckets"]
     if "annotate" not in stages_off:

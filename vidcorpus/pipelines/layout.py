@@ -20,6 +20,9 @@ from vidcorpus.release.parquet import ROWS_PER_FILE, part_name
 from vidcorpus.release.webdataset import shard_name
 from vidcorpus.schemas.tables import EMBEDDING_TABLES
 
+PART_EMBEDDING_BYTES = 32 << 20
+"""Embeddings per Parquet part at most, so a part's writer holds tens of MiB whatever the corpus."""
+
 FileKey = tuple  # (kind "shard" | "part", table, relpath, embedding width or None)
 Slice = tuple    # (position, unit, start, stop, staged, shard runs)
 """Rows [start, stop) of a unit's table; `position` orders slices inside a file; `staged` says
@@ -112,6 +115,7 @@ class _Parts:
 
     def __init__(self, table: str, dim: int | None):
         self.table, self.dim, self.offset = table, dim, 0
+        self.rows = rows_per_part(dim)
         self.folder = "failures" if table == "failures" else f"data/{table}"
 
     def key(self, part: int) -> FileKey:
@@ -120,8 +124,8 @@ class _Parts:
     def take(self, entry: dict[str, Any], count: int, staged: bool, shards: tuple) -> Iterator[tuple]:
         start = 0
         while start < count:
-            part, used = divmod(self.offset, ROWS_PER_FILE)
-            stop = start + min(ROWS_PER_FILE - used, count - start)
+            part, used = divmod(self.offset, self.rows)
+            stop = start + min(self.rows - used, count - start)
             yield self.key(part), ((_order(entry, self.table), start), entry["unit"], start, stop, staged,
                                    _runs(shards[start:stop]))
             self.offset += stop - start
@@ -131,6 +135,13 @@ class _Parts:
         """An empty table still gets its one (empty) part, so it loads."""
         if self.offset == 0:
             yield self.key(0), (("", 0), None, 0, 0, False, ())
+
+
+def rows_per_part(embedding_dim: int | None) -> int:
+    """ROWS_PER_FILE rows, fewer for a table of float32 embeddings: 16,384 rows of 512-d vectors."""
+    if not embedding_dim:
+        return ROWS_PER_FILE
+    return max(1, min(ROWS_PER_FILE, PART_EMBEDDING_BYTES // (4 * embedding_dim)))
 
 
 class _SampleShards:

@@ -35,11 +35,6 @@ def read_parquet_schema(uri: str) -> pa.Schema:
         return pq.read_schema(f)
 
 
-def part_names(count: int) -> list[str]:
-    """File names for `count` rows: part-00000.parquet, ... (at least one, so empty tables load)."""
-    parts = max(1, -(-count // ROWS_PER_FILE))
-    return [part_name(i) for i in range(parts)]
-
-
 def part_name(index: int) -> str:
+    """`part-00000.parquet`, ...: a table's files in row order (at least one, so empty tables load)."""
     return f"part-{index:05d}.parquet"
