@@ -12,7 +12,11 @@ request and a summary of the graph, and checks that
    fitting and that option exclude each other); with `all_workers`, the reverse;
 3. each heavy stage (scan, CLIP, segment, LLM annotation, shard writing) sits behind a
    Reshuffle, so Dataflow spreads it over workers instead of fusing it to a narrow upstream;
-4. the worker pool has the configured machine type, disk, autoscaling cap and experiments.
+4. the worker pool has the configured machine type, disk, autoscaling cap and experiments;
+5. no step's input is the whole corpus: every side input comes from a step known to carry
+   something small per video (the release index, footage signatures, the foreign-needle pool,
+   file entries, counters), never from a step that carries results, and the only global
+   combine is the counters' (results are never gathered into one list or dict).
 
 Run:
     .venv/bin/python bench/check_dataflow_graph.py [--config configs/dataflow-gpu.yaml]
@@ -72,6 +76,23 @@ CLIP_STEP_SUFFIX = "/BeamML_RunInference"
 ALLOWED_STAGED = {"submission_environment_dependencies.txt"}
 """Beam stages the launcher's package list so that workers can report version mismatches."""
 
+SMALL_SIDE_INPUTS = {
+    "StageRows": "the release index: one small entry per input",
+    "AllFiles": "the written files' manifest entries",
+    "Usage/UnKey": "the summed LLM counters",
+    "Usage/InjectDefault": "the summed LLM counters",
+    "GroupFootage/FootageEntries": "a footage signature per video",
+    "GroupFootage/FootageGroups": "split and flags of near-duplicate videos",
+    "ForeignPool": "foreign-needle pool entries (a share of the clips, clip fields only)",
+    "SortPool": "the foreign-needle pool, sorted",
+}
+"""Steps whose output may be a side input: each carries a small entry per video, clip or file."""
+GLOBAL_COMBINES = ("Usage",)
+"""The only combines over the whole corpus: counters."""
+KEYED_WRITES = ("GroupWrites",)
+"""GroupByKeys that bring each release file's slices to its writer (a shuffle, like a Reshuffle)."""
+
+COMBINE_URN = common_urns.composites.COMBINE_PER_KEY.urn
 RESHUFFLE_URN = common_urns.composites.RESHUFFLE.urn
 GBK_URN = common_urns.primitives.GROUP_BY_KEY.urn
 PARDO_URN = common_urns.primitives.PAR_DO.urn
@@ -198,8 +219,14 @@ def graph_summary(proto: beam_runner_api_pb2.Pipeline) -> dict[str, Any]:
             "staged": sorted(_staged_name(d) for d in env.dependencies),
         }
     reshuffles = {t.unique_name for t in transforms.values() if t.spec.urn == RESHUFFLE_URN}
+    side_inputs = sorted({(t.unique_name, transforms[producers[pc]].unique_name)
+                          for t in transforms.values() if not t.subtransforms for pc in _side_inputs(t)})
+    names = {t.unique_name for t in transforms.values()}
+    combines = sorted(t.unique_name for t in transforms.values() if t.spec.urn == COMBINE_URN
+                      and t.unique_name.rsplit("/", 1)[0] + "/KeyWithVoid" in names)  # CombineGlobally
     return {"steps": dict(sorted(steps.items())), "environments": dict(sorted(environments.items())),
-            "reshuffles": sorted(reshuffles)}
+            "reshuffles": sorted(reshuffles), "side_inputs": [list(pair) for pair in side_inputs],
+            "combines": combines}
 
 
 def _staged_name(artifact: beam_runner_api_pb2.ArtifactInformation) -> str:
@@ -208,11 +235,20 @@ def _staged_name(artifact: beam_runner_api_pb2.ArtifactInformation) -> str:
     return artifact.type_urn
 
 
+def _side_names(t: beam_runner_api_pb2.PTransform) -> set[str]:
+    if t.spec.urn != PARDO_URN:
+        return set()
+    return set(beam_runner_api_pb2.ParDoPayload.FromString(t.spec.payload).side_inputs)
+
+
 def _main_inputs(t: beam_runner_api_pb2.PTransform) -> list[str]:
-    side = set()
-    if t.spec.urn == PARDO_URN:
-        side = set(beam_runner_api_pb2.ParDoPayload.FromString(t.spec.payload).side_inputs)
+    side = _side_names(t)
     return [pc for local, pc in t.inputs.items() if local not in side]
+
+
+def _side_inputs(t: beam_runner_api_pb2.PTransform) -> list[str]:
+    side = _side_names(t)
+    return [pc for local, pc in t.inputs.items() if local in side]
 
 
 def fusion_breaks(summary: dict[str, Any], step: str) -> list[str | None]:
@@ -283,7 +319,19 @@ def expectations_for(cfg: BuildConfig, df: DataflowConfig, stages_off: dict[str,
 def check(summary: dict[str, Any], request: dict[str, Any], expect: Expectations) -> list[str]:
     """Every way the job differs from what the recipe asks for; empty when it matches."""
     return [*_check_images(summary, request, expect), *_check_gpu(summary, request, expect),
-            *_check_fusion(summary, expect), *_check_pool(request, expect)]
+            *_check_fusion(summary, expect), *_check_pool(request, expect), *_check_no_corpus_input(summary)]
+
+
+def _check_no_corpus_input(summary) -> Iterable[str]:
+    """No step reads the whole corpus: side inputs only from steps that carry small entries, and
+    no global combine but the counters."""
+    for step, producer in summary["side_inputs"]:
+        if producer not in SMALL_SIDE_INPUTS:
+            yield f"step {step} reads the output of {producer} whole (a side input); only small per-video " \
+                  f"entries may be ({', '.join(sorted(SMALL_SIDE_INPUTS))})"
+    for combine in summary["combines"]:
+        if combine.split("/")[0] not in GLOBAL_COMBINES:
+            yield f"combine {combine} gathers a whole collection; only counters ({GLOBAL_COMBINES}) may"
 
 
 def _check_secret(proto: beam_runner_api_pb2.Pipeline, request_text: str, secret: str) -> Iterable[str]:
@@ -362,7 +410,7 @@ def _check_fusion(summary, expect) -> Iterable[str]:
             yield f"heavy step {name} not found in the graph (update HEAVY_STEPS when the build changes)"
         for step in steps:
             breaks = fusion_breaks(summary, step)
-            if not breaks or any(b not in summary["reshuffles"] for b in breaks):
+            if not breaks or any(b not in summary["reshuffles"] and b not in KEYED_WRITES for b in breaks):
                 yield f"{step} is not behind a Reshuffle; nearest shuffles upstream: {breaks}"
 
 

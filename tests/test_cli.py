@@ -104,7 +104,7 @@ def test_a_failure_inside_a_beam_step_is_reported_once_with_its_own_message(vide
     def broken(*args, **kwargs):
         raise ValueError("the shard writer broke")
 
-    monkeypatch.setattr(build_module, "write_shard_job", broken)
+    monkeypatch.setattr(build_module, "write_file", broken)
     code = main(["build", "--input", str(videos["cuts.mp4"]), "--output", str(tmp_path / "out"),
                  "--config", str(TINY), "-q"])
     assert code == 1

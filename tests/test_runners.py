@@ -241,9 +241,11 @@ def test_job_graph_of_the_real_build_puts_only_clip_on_gpu(tmp_path):
               for name, step in graph["steps"].items()
               if step["environment"] and graph["environments"][step["environment"]]["hints"]}
     assert hinted == {"Embed/Clip/BeamML_RunInference": {"accelerator": T4_ON_N1}}
-    assert {"SpreadInputs", "SpreadVideos", "SpreadScanned", "SpreadForLLM", "SpreadShards"} <= set(graph["reshuffles"])
+    assert {"SpreadInputs", "SpreadVideos", "SpreadScanned", "SpreadForLLM"} <= set(graph["reshuffles"])
     assert graph["fusion_breaks"]["Embed/Clip/BeamML_RunInference"] == ["SpreadVideos"]
     assert graph["fusion_breaks"]["Annotate"] == ["SpreadForLLM"]
+    assert graph["fusion_breaks"]["WriteShards"] == ["GroupWrites"]   # each file's slices, keyed by file
+    assert ["Layout/FlatMap(lay_out)", "StageRows"] in graph["side_inputs"]   # the small index, not results
 
     pool = job["environment"]["workerPools"][0]
     assert pool["machineType"] == "n2-standard-4"
@@ -291,6 +293,30 @@ def test_job_graph_check_catches_a_missing_hint_and_a_missing_reshuffle():
     problems = check.check(*pipeline(reshuffle=False, accelerator=None), expect)
     assert any("Clip/BeamML_RunInference has accelerator hint None" in p for p in problems)
     assert any(p.startswith("Heavy is not behind a Reshuffle") for p in problems)
+
+
+def test_job_graph_check_refuses_a_step_that_reads_every_result():
+    check = check_module()
+    df, _ = check.with_placeholders(DataflowConfig())
+
+    def summary(gather: bool):
+        def compose(p):
+            results = p | "Segment" >> beam.Create([{"clips": [1]}, {"clips": [2]}], reshuffle=False)
+            index = results | "StageRows" >> beam.Map(lambda r: len(r["clips"]))
+            _ = p | "LayoutOnce" >> beam.Create([None]) | "Layout" >> beam.Map(
+                lambda _, entries: sorted(entries), beam.pvalue.AsList(index))
+            _ = results | "UsageOf" >> beam.Map(lambda r: 1) | "Usage" >> beam.CombineGlobally(sum)
+            if gather:
+                _ = p | "PlanOnce" >> beam.Create([None]) | "Plan" >> beam.Map(
+                    lambda _, everything: len(everything), beam.pvalue.AsList(results))
+                _ = results | "AllRows" >> beam.combiners.ToList()
+        job, _ = check.dry_run(compose, df)
+        return check.graph_summary(job.proto_pipeline)
+
+    assert list(check._check_no_corpus_input(summary(gather=False))) == []
+    problems = list(check._check_no_corpus_input(summary(gather=True)))
+    assert any(p.startswith("step Plan reads the output of Segment/") for p in problems)
+    assert any(p.startswith("combine AllRows/") for p in problems)
 
 
 # --- the local runner is chosen, not guessed ---------------------------------------------------

@@ -115,6 +115,9 @@ class ShardsConfig(Section):
     max_bytes: int = Field(1 << 30, ge=1)
     splits: dict[str, float] = Field(default_factory=lambda: {"train": 1.0})
     """Fractions per split; a video's split comes from its id, so no video straddles splits."""
+    bucket_by: list[Literal["resolution", "aspect", "duration"]] = Field(default_factory=list)
+    """Group clip shards by training bucket (short side, aspect ratio, clip duration): shards are
+    named `<split>-<bucket>-NNNNNN.tar` and the card lists the buckets. Empty: one run per split."""
 
     @model_validator(mode="after")
     def _fractions_sum_to_one(self) -> "ShardsConfig":

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from functools import partial
+from typing import Any, Dict, Iterable
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -37,13 +38,9 @@ from vidcorpus.pipelines.segment import Segment
 from vidcorpus.pipelines.shots import DetectShots
 from vidcorpus.pipelines.staging import result_fingerprint, stage_result
 from vidcorpus.pipelines.tasks import MakeTasks, pool_entries
-from vidcorpus.pipelines.write import (
-    plan_release,
-    table_jobs,
-    write_file_job,
-    write_shard_job,
-    write_table_job,
-)
+from vidcorpus.pipelines.index import stage_release_rows
+from vidcorpus.pipelines.layout import clip_bucket, lay_out
+from vidcorpus.pipelines.write import copy_probes, write_file
 from vidcorpus.publish.card import write_card
 from vidcorpus.publish.report import write_report
 from vidcorpus.release.layout import MANIFEST, ReleaseExists, clear_release, release_paths
@@ -257,20 +254,57 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
                                                    beam.pvalue.AsSingleton(pool)).with_output_types(Result))
     tables = produced_tables(stages_off)
     everything = (results, identified.failed, unique.failed) | "AllResults" >> beam.Flatten()
-    plan = once(p, "Plan", everything, plan_release, cfg.shards.max_samples, cfg.shards.max_bytes, tables)
-    shards = (plan
-              | "ShardJobs" >> beam.FlatMap(lambda pl: pl.shards)
-              | "SpreadShards" >> fusion_break(cfg)
-              | "WriteShards" >> beam.Map(write_shard_job, output, work_dir))
-    files = (plan
-             | "FileJobs" >> beam.FlatMap(lambda pl: pl.files)
-             | "WriteFiles" >> beam.Map(write_file_job, output, work_dir))
-    written_tables = (plan
-                      | "TableJobs" >> beam.FlatMap(table_jobs)
-                      | "WriteTables" >> beam.Map(write_table_job, output))
-    entries = (shards, files, written_tables) | "AllFiles" >> beam.Flatten()
-    _ = plan | "Manifest" >> beam.Map(_write_manifest, beam.pvalue.AsList(entries), output, cfg, stages_off,
-                                      release or {})
+    write_release(p, everything, output, work_dir, cfg, stages_off, tables, release or {})
+
+
+def write_release(p: beam.Pipeline, results: beam.PCollection, output: str, work_dir: str, cfg: BuildConfig,
+                  stages_off: dict[str, str], tables: tuple[str, ...], release: dict[str, Any]) -> None:
+    """Results → release, with no step holding the corpus: each result's rows are staged in its
+    unit folder and leave a small index entry; the layout is computed from the index; each shard
+    and Parquet part is written by its own worker from its slices; the manifest is made from the
+    file entries and the summed counters."""
+    bucket_of = partial(clip_bucket, bucket_by=cfg.shards.bucket_by) if cfg.shards.bucket_by else None
+    index = results | "StageRows" >> beam.Map(stage_release_rows, work_dir, tables, bucket_of)
+    layout = (p | "LayoutOnce" >> beam.Create([None])
+              | "Layout" >> beam.FlatMap(lay_out, beam.pvalue.AsList(index), cfg.shards.max_samples,
+                                         cfg.shards.max_bytes, tables).with_outputs("summary", main="slices"))
+    written = (layout.slices
+               | "GroupWrites" >> beam.GroupByKey()
+               | "WriteShards" >> beam.Map(write_file, output, work_dir))
+    probes = results | "CopyProbes" >> beam.FlatMap(copy_probes, output, work_dir)
+    usage = (results | "UsageOf" >> beam.Map(lambda r: {"usage": r.get("usage", {}), "llm_run": r.get("llm_run", {})})
+             | "Usage" >> beam.CombineGlobally(sum_counts))
+    entries = (written, probes) | "AllFiles" >> beam.Flatten()
+    _ = layout.summary | "Manifest" >> beam.Map(_write_manifest, beam.pvalue.AsList(entries),
+                                                beam.pvalue.AsSingleton(usage), output, cfg, stages_off,
+                                                {**release, "models": models_of(cfg, stages_off)})
+
+
+def sum_counts(counts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Nested counters added key by key (LLM usage and run counters of every video)."""
+    total: dict[str, Any] = {}
+    for item in counts:
+        _add_counts(total, item)
+    return total
+
+
+def _add_counts(total: dict[str, Any], counts: dict[str, Any]) -> None:
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            _add_counts(total.setdefault(key, {}), value)
+        else:
+            total[key] = total.get(key, 0) + value
+
+
+def _sorted_counts(counts: dict[str, Any]) -> dict[str, Any]:
+    """Sorted by key; sums of money rounded to the micro-dollar, so their order of addition
+    (which follows the runner) cannot change the manifest's bytes."""
+    def tidy(value: Any) -> Any:
+        if isinstance(value, dict):
+            return _sorted_counts(value)
+        return round(value, 6) if isinstance(value, float) else value
+
+    return {k: tidy(v) for k, v in sorted(counts.items())}
 
 
 def once(p: beam.Pipeline, label: str, pcoll: beam.PCollection, fn, *args, **kwargs) -> beam.PCollection:
@@ -307,17 +341,20 @@ def produced_tables(stages_off: dict[str, str]) -> tuple[str, ...]:
     return (*tables, "failures")
 
 
-def _write_manifest(plan, files: list[dict[str, Any]], output: str, cfg: BuildConfig,
-                    stages_off: dict[str, str], release: dict[str, Any]) -> None:
-    extra = {**release, "skipped_stages": stages_off, "usage": plan.usage, "models": models_of(cfg, stages_off)}
+def _write_manifest(summary: dict[str, Any], files: list[dict[str, Any]], counters: dict[str, Any], output: str,
+                    cfg: BuildConfig, stages_off: dict[str, str], release: dict[str, Any]) -> None:
+    usage, llm_run = _sorted_counts(counters.get("usage", {})), _sorted_counts(counters.get("llm_run", {}))
+    extra = {**release, "skipped_stages": stages_off, "usage": usage}
+    if "buckets" in summary:
+        extra["buckets"] = summary["buckets"]
     if "annotate" not in stages_off:
-        extra["run"] = {"llm": plan.llm_run}
-        if plan.llm_run.get("breaker_open"):
+        extra["run"] = {"llm": llm_run}
+        if llm_run.get("breaker_open"):
             extra["stages_failed"] = {"annotate": "the LLM endpoint failed llm.max_consecutive_errors times in a "
                                                   "row; see the failures table"}
-        if plan.llm_run.get("batch_pending"):
-            extra["stages_pending"] = {"annotate": f"{plan.llm_run['batch_pending']} calls in submitted batches"}
-    write_manifest(output, config_to_dict(cfg), plan.counts, files, extra)
+        if llm_run.get("batch_pending"):
+            extra["stages_pending"] = {"annotate": f"{llm_run['batch_pending']} calls in submitted batches"}
+    write_manifest(output, config_to_dict(cfg), summary["counts"], files, extra)
 
 
 def models_of(cfg: BuildConfig, stages_off: dict[str, str]) -> dict[str, Any]:

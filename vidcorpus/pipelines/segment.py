@@ -29,6 +29,7 @@ from vidcorpus.pipelines.staging import (
     failed_result,
     result_fingerprint,
     stage_result,
+    stage_tables,
     staging_dir,
     video_result,
 )
@@ -79,6 +80,8 @@ def segment_video(scanned: Scanned, cfg: BuildConfig, work_dir: str, embeddings:
         outcome = video_result(video, clips, files, failures, tables={"frames": frames, "transcripts": transcripts})
         outcome["signature"] = scanned.scan.signature
         _validate(outcome, item.uri)
+        if embeddings is not None:
+            outcome = stage_tables(outcome, work_dir, item.video_id, ("frames",))
     except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
         log.warning("%s failed at %s: %s: %s", item.uri, stage, type(exc).__name__, exc)
         outcome = failed_result(item.uri, stage, exc, item.video_id)

@@ -19,7 +19,9 @@ RESULT_SECTIONS = ("input", "ids", "probe", "decode", "scenes", "keyframes", "cl
 CLIP_EXECUTION_KEYS = ("device", "precision", "batch_size", "min_batch_size", "model_copies", "accelerator",
                        "cache_dir")
 TRANSNET_EXECUTION_KEYS = ("device", "precision", "batch_windows", "model_copies", "accelerator")
-RESULT_FORMAT = 3
+TABLES_DIR = "tables"
+"""A staged video's table rows too large for `result.json` (CLIP frame embeddings), as Arrow IPC."""
+RESULT_FORMAT = 4
 """Bumped when a staged result gains or changes fields, so results of an older format are redone."""
 
 
@@ -32,8 +34,9 @@ class VideoResult(TypedDict, total=False):
     tables: Dict[str, List[Dict[str, Any]]]
     usage: Dict[str, Any]
     llm_run: Dict[str, Any]
-    llm_run: Dict[str, Any]
     probes: Dict[str, str]
+    staged_tables: Dict[str, Dict[str, Any]]
+    """Tables whose rows are staged as Arrow IPC files (`stage_tables`): name -> rows, dims."""
     signature: Dict[str, Any] | None
     fingerprint: str
     retry: bool
@@ -71,6 +74,29 @@ def with_current_uri(result: VideoResult, uri: str) -> VideoResult:
 
 def staging_dir(work_dir: str, video_id: str) -> str:
     return storage.join(work_dir, "videos", video_id)
+
+
+def staged_table_uri(work_dir: str, video_id: str, table: str) -> str:
+    return storage.join(staging_dir(work_dir, video_id), TABLES_DIR, f"{table}.arrow")
+
+
+def stage_tables(result: VideoResult, work_dir: str, video_id: str, names: tuple[str, ...]) -> VideoResult:
+    """The result with the rows of tables `names` written beside it as Arrow IPC (in their
+    table's schema) and replaced by `staged_tables[name]`: their count and embedding widths."""
+    from vidcorpus.release.ipc import write_ipc
+    from vidcorpus.schemas import TABLES
+
+    tables, staged = dict(result["tables"]), dict(result.get("staged_tables", {}))
+    for name in names:
+        rows = tables.pop(name, [])
+        write_ipc(rows, TABLES[name], staged_table_uri(work_dir, video_id, name))
+        staged[name] = {"rows": len(rows), "dims": embedding_dims(rows)}
+    return {**result, "tables": tables, "staged_tables": staged}
+
+
+def embedding_dims(rows: list[dict[str, Any]]) -> list[int]:
+    """The widths of the rows' CLIP embeddings (empty when they have none)."""
+    return sorted({len(r["embedding"]) for r in rows if r.get("embedding")})
 
 
 def result_fingerprint(cfg: BuildConfig) -> str:

@@ -98,7 +98,7 @@ class ReleaseFacts:
     @property
     def splits(self) -> list[str]:
         """Splits that have clip shards (`shards/<split>-NNNNNN.tar`)."""
-        return sorted({_shard_prefix(p) for p in clip_shards(self.manifest)})
+        return sorted({_shard_prefix(p).split("-", 1)[0] for p in clip_shards(self.manifest)})
 
     @property
     def task_shards(self) -> dict[str, list[str]]:
@@ -355,6 +355,11 @@ def _layout(facts: ReleaseFacts) -> str:
         fields = " ".join(f"<clip_id>.{f}" for f in facts.shard_fields)
         lines.append(f"{'shards/<split>-*.tar':<22} {len(shards)} WebDataset shard(s) of clips, splits "
                      f"{', '.join(facts.splits)}: {fields}")
+    buckets = facts.manifest.get("buckets") or {}
+    if buckets:
+        listed = ", ".join(f"{bucket} ({count} clips)" for bucket, count in buckets.items())
+        lines.append(f"{'shards/<split>-<bucket>-*.tar':<22} clip shards grouped by training bucket "
+                     f"(shards.bucket_by): {listed}")
     for table, paths in sorted(facts.task_shards.items()):
         lines.append(f"{f'shards/{table}-*.tar':<22} {len(paths)} WebDataset shard(s) of table `{table}`: "
                      f"<sample_id>.json (the row)")

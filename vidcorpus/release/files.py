@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vidcorpus import storage
+from vidcorpus.release.layout import shard_table
 
 MANIFEST = "manifest.json"
 _HTTP_TIMEOUT_S = 60
@@ -68,10 +69,14 @@ class ReleaseFiles:
         return sorted(entry["path"] for entry in self.manifest["files"] if entry["path"].startswith(prefix))
 
     def shards(self, table: str, split: str) -> list[str]:
-        """Shard paths of `table` ('clips', 'sft' or 'rl') in `split`, in order."""
+        """Shard paths of `table` ('clips', 'sft' or 'rl') in `split`, in order (clip shards of
+        every training bucket, `<split>-<bucket>-NNNNNN.tar`, included)."""
         stem = split if table == "clips" else f"{table}-{split}"
         return [path for path in self.listed("shards/")
-                if path[len("shards/"):].rsplit("-", 1)[0] == stem and path.endswith(".tar")]
+                if path.endswith(".tar") and (path[len("shards/"):].rsplit("-", 1)[0] == stem
+                                              or (table == "clips" and shard_table(path) == "clips"
+                                                  and path[len("shards/"):].startswith(stem + "-")
+                                                  and path.count("-") == 2))]
 
     def table(self, table: str, columns: list[str] | None = None) -> pa.Table | None:
         """A table's Parquet parts as one Arrow table; None when the release has no such table."""

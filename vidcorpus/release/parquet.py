@@ -12,9 +12,14 @@ from vidcorpus import storage
 ROWS_PER_FILE = 100_000
 
 
-def write_parquet(rows: Sequence[dict[str, Any]], schema: pa.Schema, uri: str) -> None:
-    """Rows must already be in their final order; no wall-clock or host data is written."""
-    table = pa.Table.from_pylist(list(rows), schema=schema)
+def write_parquet(rows: Sequence[dict[str, Any]] | pa.Table, schema: pa.Schema, uri: str) -> None:
+    """Rows (or an Arrow table) must already be in their final order; no wall-clock or host
+    data is written. A table is cast to `schema` and written as one chunk, so the bytes are
+    those of the same rows given as dicts."""
+    if isinstance(rows, pa.Table):
+        table = rows.cast(schema).combine_chunks()
+    else:
+        table = pa.Table.from_pylist(list(rows), schema=schema)
     with storage.open_write(uri) as f:
         pq.write_table(table, f, compression="zstd", write_statistics=True)
 
@@ -30,7 +35,6 @@ def read_parquet_schema(uri: str) -> pa.Schema:
         return pq.read_schema(f)
 
 
-def part_names(count: int) -> list[str]:
-    """File names for `count` rows: part-00000.parquet, ... (at least one, so empty tables load)."""
-    parts = max(1, -(-count // ROWS_PER_FILE))
-    return [f"part-{i:05d}.parquet" for i in range(parts)]
+def part_name(index: int) -> str:
+    """`part-00000.parquet`, ...: a table's files in row order (at least one, so empty tables load)."""
+    return f"part-{index:05d}.parquet"
