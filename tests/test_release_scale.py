@@ -70,12 +70,19 @@ def test_parquet_parts_cut_rows_across_units_at_the_part_size(monkeypatch):
     }
 
 
-def test_parts_of_embeddings_stay_small_whatever_the_corpus():
-    assert layout_module.rows_per_part(None) == layout_module.ROWS_PER_FILE
-    assert layout_module.rows_per_part(512) * 512 * 4 == layout_module.PART_EMBEDDING_BYTES
-    frames = [dict(entry(f"v{i}", [1]), rows={"frames": 10_000}, dims={"frames": [512]}) for i in range(4)]
-    parts = [k[2] for k, _ in ReleaseLayout(frames, 1000, 1 << 30, ("frames",)).slices()]
-    assert sorted(set(parts)) == [f"data/frames/part-{i:05d}.parquet" for i in range(3)]   # 40,000 rows / 16,384
+def test_parts_close_at_a_size_in_memory_so_wide_rows_stay_small_whatever_the_corpus():
+    """40,000 frame rows of 512-d float32 embeddings (about 2 KiB a row, 80 MiB in all) make parts
+    of at most 32 MiB; narrow rows of a small table stay in one part, as before."""
+    row = 4 * 512 + 64
+    frames = [dict(entry(f"v{i}", [1]), rows={"frames": 10_000}, bytes={"frames": 10_000 * row}) for i in range(4)]
+    parts = {}
+    for key, piece in ReleaseLayout(frames, 1000, 1 << 30, ("frames",)).slices():
+        parts[key[2]] = parts.get(key[2], 0) + piece[3] - piece[2]
+    assert len(parts) == 3 and sum(parts.values()) == 40_000
+    assert all(rows * row <= layout_module.PART_BYTES for rows in parts.values())
+    small = [dict(entry(f"v{i}", [1] * 3), bytes={"clips": 3 * 500}) for i in range(3)]
+    assert {k[2] for k, _ in ReleaseLayout(small, 1000, 1 << 30, ("clips",)).slices() if k[0] == "part"} == {
+        "data/clips/part-00000.parquet"}
 
 
 def test_failures_are_ordered_by_uri_and_task_samples_fill_their_own_shards():
@@ -116,7 +123,9 @@ def test_frame_embeddings_are_staged_as_float32_arrays_never_json(tmp_path):
               for i, t in enumerate((0.5, 1.0))]
     result = stage_tables(video_result(tables={"frames": frames}), work, "v1", ("frames",))
     stage_result(result, "fp", work, "v1")
-    assert result["staged_tables"] == {"frames": {"rows": 2, "dims": [512]}} and "frames" not in result["tables"]
+    staged = result["staged_tables"]["frames"]
+    assert (staged["rows"], staged["dims"]) == (2, [512]) and staged["bytes"] >= 2 * 512 * 4
+    assert "frames" not in result["tables"]
     table = read_ipc(staged_table_uri(work, "v1", "frames"))
     assert table.schema.field("embedding").type == pa.list_(pa.float32())
     assert np.asarray(table.column("embedding").to_pylist(), np.float32).shape == (2, 512)

@@ -60,19 +60,20 @@ def stage_release_rows(result: VideoResult, work_dir: str, tables: Sequence[str]
     in_result = {"videos": [video] if video else [], "clips": result.get("clips", []),
                  "failures": result.get("failures", []), **result.get("tables", {})}
     staged = result.get("staged_tables", {})
-    entry: dict[str, Any] = {"unit": unit, "order": video["video_id"] if video else "", "rows": {}}
+    entry: dict[str, Any] = {"unit": unit, "order": video["video_id"] if video else "", "rows": {}, "bytes": {}}
     dims: dict[str, list[int]] = {}
     for table in tables:
         if table in staged:
-            count, table_dims = staged[table]["rows"], staged[table]["dims"]
+            count, size, table_dims = staged[table]["rows"], staged[table]["bytes"], staged[table]["dims"]
         else:
             rows = sorted(in_result.get(table) or [], key=lambda r: sort_key(table, r))
-            count, table_dims = len(rows), embedding_dims(rows)
+            count, size, table_dims = len(rows), 0, embedding_dims(rows)
             if rows:
-                write_ipc(rows, TABLES[table], table_uri(work_dir, unit, table))
+                size = write_ipc(rows, TABLES[table], table_uri(work_dir, unit, table))
             in_result[table] = rows
         if count:
             entry["rows"][table] = count
+            entry["bytes"][table] = size
         if table_dims:
             dims[table] = table_dims
     if dims:

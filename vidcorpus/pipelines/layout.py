@@ -20,8 +20,9 @@ from vidcorpus.release.parquet import ROWS_PER_FILE, part_name
 from vidcorpus.release.webdataset import shard_name
 from vidcorpus.schemas.tables import EMBEDDING_TABLES
 
-PART_EMBEDDING_BYTES = 32 << 20
-"""Embeddings per Parquet part at most, so a part's writer holds tens of MiB whatever the corpus."""
+PART_BYTES = 32 << 20
+"""Rows per Parquet part at most, by their size in Arrow memory (besides ROWS_PER_FILE), so a
+part's writer holds tens of MiB whatever the corpus and however wide its rows (CLIP frames)."""
 
 FileKey = tuple  # (kind "shard" | "part", table, relpath, embedding width or None)
 Slice = tuple    # (position, unit, start, stop, staged, shard runs)
@@ -111,37 +112,37 @@ class ReleaseLayout:
 
 
 class _Parts:
-    """Cuts a table's rows, unit after unit in order, into parts of ROWS_PER_FILE rows."""
+    """Cuts a table's rows, unit after unit in order, into parts that close at ROWS_PER_FILE rows
+    or PART_BYTES of Arrow memory (a unit's rows counted at their average size)."""
 
     def __init__(self, table: str, dim: int | None):
-        self.table, self.dim, self.offset = table, dim, 0
-        self.rows = rows_per_part(dim)
+        self.table, self.dim = table, dim
+        self.part, self.rows, self.bytes = 0, 0, 0.0
         self.folder = "failures" if table == "failures" else f"data/{table}"
 
     def key(self, part: int) -> FileKey:
         return ("part", self.table, f"{self.folder}/{part_name(part)}", self.dim)
 
     def take(self, entry: dict[str, Any], count: int, staged: bool, shards: tuple) -> Iterator[tuple]:
+        row_bytes = entry.get("bytes", {}).get(self.table, 0) / count
         start = 0
         while start < count:
-            part, used = divmod(self.offset, self.rows)
-            stop = start + min(self.rows - used, count - start)
-            yield self.key(part), ((_order(entry, self.table), start), entry["unit"], start, stop, staged,
-                                   _runs(shards[start:stop]))
-            self.offset += stop - start
+            n = min(count - start, ROWS_PER_FILE - self.rows,
+                    int((PART_BYTES - self.bytes) // row_bytes) if row_bytes else count)
+            if n <= 0 and self.rows:
+                self.part, self.rows, self.bytes = self.part + 1, 0, 0.0
+                continue
+            stop = start + max(n, 1)  # a row larger than a whole part gets a part of its own
+            yield self.key(self.part), ((_order(entry, self.table), start), entry["unit"], start, stop, staged,
+                                        _runs(shards[start:stop]))
+            self.rows += stop - start
+            self.bytes += (stop - start) * row_bytes
             start = stop
 
     def finish(self) -> Iterator[tuple]:
         """An empty table still gets its one (empty) part, so it loads."""
-        if self.offset == 0:
+        if self.part == 0 and self.rows == 0:
             yield self.key(0), (("", 0), None, 0, 0, False, ())
-
-
-def rows_per_part(embedding_dim: int | None) -> int:
-    """ROWS_PER_FILE rows, fewer for a table of float32 embeddings: 16,384 rows of 512-d vectors."""
-    if not embedding_dim:
-        return ROWS_PER_FILE
-    return max(1, min(ROWS_PER_FILE, PART_EMBEDDING_BYTES // (4 * embedding_dim)))
 
 
 class _SampleShards:

@@ -82,15 +82,16 @@ def staged_table_uri(work_dir: str, video_id: str, table: str) -> str:
 
 def stage_tables(result: VideoResult, work_dir: str, video_id: str, names: tuple[str, ...]) -> VideoResult:
     """The result with the rows of tables `names` written beside it as Arrow IPC (in their
-    table's schema) and replaced by `staged_tables[name]`: their count and embedding widths."""
+    table's schema) and replaced by `staged_tables[name]`: their count, size in memory and
+    embedding widths."""
     from vidcorpus.release.ipc import write_ipc
     from vidcorpus.schemas import TABLES
 
     tables, staged = dict(result["tables"]), dict(result.get("staged_tables", {}))
     for name in names:
         rows = tables.pop(name, [])
-        write_ipc(rows, TABLES[name], staged_table_uri(work_dir, video_id, name))
-        staged[name] = {"rows": len(rows), "dims": embedding_dims(rows)}
+        size = write_ipc(rows, TABLES[name], staged_table_uri(work_dir, video_id, name))
+        staged[name] = {"rows": len(rows), "bytes": size, "dims": embedding_dims(rows)}
     return {**result, "tables": tables, "staged_tables": staged}
 
 
