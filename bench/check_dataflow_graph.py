@@ -83,12 +83,15 @@ SMALL_SIDE_INPUTS = {
     "Usage/InjectDefault": "the summed LLM counters",
     "GroupFootage/FootageEntries": "a footage signature per video",
     "GroupFootage/FootageGroups": "split and flags of near-duplicate videos",
-    "ForeignPool": "foreign-needle pool entries (a share of the clips, clip fields only)",
+    "ForeignPool/Flatten": "the foreign-needle pool: at most tasks.niah.foreign_pool_max clips per split",
     "SortPool": "the foreign-needle pool, sorted",
 }
 """Steps whose output may be a side input: each carries a small entry per video, clip or file."""
 GLOBAL_COMBINES = ("Usage",)
 """The only combines over the whole corpus: counters."""
+BOUNDED_COMBINES = ("ForeignPool",)
+"""Combines whose output is bounded by config whatever the corpus: the foreign-needle pool's
+per-split top-k (`tasks.niah.foreign_pool_max`)."""
 KEYED_WRITES = ("GroupWrites",)
 """GroupByKeys that bring each release file's slices to its writer (a shuffle, like a Reshuffle)."""
 
@@ -330,7 +333,7 @@ def _check_no_corpus_input(summary) -> Iterable[str]:
             yield f"step {step} reads the output of {producer} whole (a side input); only small per-video " \
                   f"entries may be ({', '.join(sorted(SMALL_SIDE_INPUTS))})"
     for combine in summary["combines"]:
-        if combine.split("/")[0] not in GLOBAL_COMBINES:
+        if combine.split("/")[0] not in GLOBAL_COMBINES + BOUNDED_COMBINES:
             yield f"combine {combine} gathers a whole collection; only counters ({GLOBAL_COMBINES}) may"
 
 

@@ -469,3 +469,28 @@ def test_disabled_families_produce_nothing():
     only_order = config(niah={"enabled": False}, grounding={"enabled": False})
     planned = plan_corpus_tasks(videos, clips, annotations, only_order)
     assert planned.probes == [] and {t.family for t in planned.tasks} == {"order"}
+
+
+def test_the_foreign_pool_keeps_the_lowest_hashes_of_each_split_in_the_pipeline_and_in_memory():
+    """The pool every tasks worker receives stops growing with the corpus: the pipeline's top-k
+    (Beam, per split) and the in-memory builder pick the same `foreign_pool_max` clips."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from vidcorpus.pipelines.tasks import ForeignPool
+    from vidcorpus.runners import local_runner, pipeline_options
+
+    videos, clips, _ = small_corpus(videos=6)
+    cfg = config(niah={"foreign_pool_fraction": 1.0, "foreign_pool_max": 3})
+    by_id = {v["video_id"]: v for v in videos}
+    pool = build_foreign_pool(by_id, clips, [], cfg)
+    splits = {v["split"] for v in videos}
+    assert len(pool) == 3 * len(splits) < len(clips)
+    everything = build_foreign_pool(by_id, clips, [], config(niah={"foreign_pool_fraction": 1.0}))
+    assert len(everything) == len(clips)
+    results = [{"video": v, "clips": [c for c in clips if c["video_id"] == v["video_id"]], "tables": {}}
+               for v in videos]
+    with beam.Pipeline(runner=local_runner("direct", pipeline_options("direct")),
+                       options=pipeline_options("direct")) as p:
+        picked = p | beam.Create(results) | ForeignPool(cfg) | beam.Map(lambda e: e["clip_id"])
+        assert_that(picked, equal_to([e["clip_id"] for e in pool]))

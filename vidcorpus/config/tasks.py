@@ -64,6 +64,9 @@ class NiahConfig(Section):
     foreign_s: tuple[float, float] = (1.0, 4.0)
     foreign_pool_fraction: float = Field(0.25, gt=0.0, le=1.0)
     """Share of clips (by id hash) eligible as foreign needles."""
+    foreign_pool_max: int = Field(50_000, ge=1)
+    """Most foreign-pool clips per split: those with the lowest id hashes, so the pool every
+    worker receives stops growing with the corpus (about 300 bytes a clip)."""
     multi_counts: tuple[int, int] = (1, 5)
     """Fewest and most needles of a multi probe (uniform)."""
     choice_options: int = Field(4, ge=2, le=8)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Dict, Iterable
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -30,6 +31,8 @@ from vidcorpus.pipelines.asr import Transcribe
 from vidcorpus.pipelines.discover import Identify, discover, pick_one
 from vidcorpus.pipelines.embed import EmbedCandidates, join_embeddings, text_embeddings
 from vidcorpus.pipelines.groups import GroupFootage
+from vidcorpus.pipelines.index import stage_release_rows
+from vidcorpus.pipelines.layout import clip_bucket, lay_out
 from vidcorpus.pipelines.lock import BuildLock
 from vidcorpus.pipelines.preflight import CannotStart, check_clip, check_inputs
 from vidcorpus.pipelines.progress import Progress
@@ -37,9 +40,7 @@ from vidcorpus.pipelines.scan import Scan
 from vidcorpus.pipelines.segment import Segment
 from vidcorpus.pipelines.shots import DetectShots
 from vidcorpus.pipelines.staging import result_fingerprint, stage_result
-from vidcorpus.pipelines.tasks import MakeTasks, pool_entries
-from vidcorpus.pipelines.index import stage_release_rows
-from vidcorpus.pipelines.layout import clip_bucket, lay_out
+from vidcorpus.pipelines.tasks import ForeignPool, MakeTasks
 from vidcorpus.pipelines.write import copy_probes, write_file
 from vidcorpus.publish.card import write_card
 from vidcorpus.publish.report import write_report
@@ -48,7 +49,7 @@ from vidcorpus.release.manifest import is_sealed, seal_manifest, write_manifest
 from vidcorpus.runners import local_runner
 
 log = logging.getLogger(__name__)
-Result = Dict[str, Any]
+Result = dict[str, Any]
 """A video's result (`VideoResult`); declared so Beam never guesses a coder for it."""
 
 
@@ -158,7 +159,7 @@ def _build_locked(uris: list[str], skipped: list[str], release: str, work_dir: s
     write_card(release)
     try:
         write_report(release)
-    except Exception as exc:  # noqa: BLE001 - the release is complete; the report can be redone
+    except Exception as exc:
         if storage.is_disk_full(exc):
             raise
         log.warning("report.html not written (%s: %s); run `vidcorpus report %s`", type(exc).__name__, exc, release)
@@ -248,7 +249,7 @@ def compose(p: beam.Pipeline, uris: list[str], output: str, work_dir: str, cfg: 
         results = (results | "Annotate" >> AnnotateOnWorker(cfg, work_dir) if cfg.llm.backend == "vllm-worker"
                    else results | "Annotate" >> beam.ParDo(Annotate(cfg.llm, work_dir)).with_output_types(Result))
     if "tasks" not in stages_off:
-        entries = results | "ForeignPool" >> beam.FlatMap(pool_entries, cfg.tasks)
+        entries = results | "ForeignPool" >> ForeignPool(cfg.tasks)
         pool = once(p, "SortPool", entries, sorted, key=lambda e: e["clip_id"])
         results = (results | "Tasks" >> beam.ParDo(MakeTasks(cfg.tasks, list(cfg.shards.splits), work_dir),
                                                    beam.pvalue.AsSingleton(pool)).with_output_types(Result))

@@ -3,6 +3,7 @@ their SFT/RL exports. The foreign-clip pool spans videos, so it arrives as a sid
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Iterator
 
 import apache_beam as beam
@@ -14,6 +15,26 @@ from vidcorpus.pipelines.staging import VideoResult, staging_dir
 from vidcorpus.schemas.records import failure_row
 
 PROBES = "probes"
+
+
+class ForeignPool(beam.PTransform):
+    """Results → the foreign-needle pool: the clips in the pool's share (by id hash), at most
+    `tasks.niah.foreign_pool_max` per split, the lowest hashes (a distributed top-k, so no step
+    holds more than the pool)."""
+
+    def __init__(self, cfg: TasksConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, results):
+        from vidcorpus.tasks.niah import foreign_pool_rank
+
+        return (results
+                | "Entries" >> beam.FlatMap(pool_entries, self.cfg)
+                | "BySplit" >> beam.Map(lambda e: (e["split"], e))
+                | "Lowest" >> beam.combiners.Top.SmallestPerKey(self.cfg.niah.foreign_pool_max,
+                                                                 key=partial(foreign_pool_rank, seed=self.cfg.seed))
+                | "Flatten" >> beam.FlatMap(lambda split_entries: split_entries[1]))
 
 
 def pool_entries(result: VideoResult, cfg: TasksConfig) -> Iterator[dict[str, Any]]:

@@ -8,13 +8,13 @@ grouping itself for in-memory use.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from vidcorpus.config.tasks import TasksConfig
 from vidcorpus.tasks.grounding import captions_by_clip, plan_grounding_tasks
-from vidcorpus.tasks.niah import foreign_candidate, in_foreign_pool, plan_niah_probes, probe_tasks
+from vidcorpus.tasks.niah import foreign_candidate, foreign_pool_rank, in_foreign_pool, plan_niah_probes, probe_tasks
 from vidcorpus.tasks.ordering import plan_ordering_tasks
 from vidcorpus.tasks.records import ProbeSpec, Task
 from vidcorpus.tasks.speech import plan_speech_tasks
@@ -74,13 +74,19 @@ def build_foreign_pool(
     annotations: Sequence[Mapping[str, Any]],
     config: TasksConfig,
 ) -> list[dict[str, Any]]:
-    """Foreign-needle candidates of a corpus: the hash-selected share of its clips."""
+    """Foreign-needle candidates of a corpus: the hash-selected share of its clips, at most
+    `foreign_pool_max` per split (the lowest hashes), as the pipeline's `ForeignPool` picks them."""
     captions = captions_by_clip(annotations)
-    return sorted(
-        (foreign_candidate(c, videos[c["video_id"]], config, captions.get(c["clip_id"]))
-         for c in clips if c["video_id"] in videos and in_foreign_pool(c["clip_id"], config)),
-        key=lambda e: e["clip_id"],
-    )
+    entries = sorted((foreign_candidate(c, videos[c["video_id"]], config, captions.get(c["clip_id"]))
+                      for c in clips if c["video_id"] in videos and in_foreign_pool(c["clip_id"], config)),
+                     key=lambda e: foreign_pool_rank(e, config.seed))
+    taken: Counter = Counter()
+    pool = []
+    for entry in entries:
+        taken[entry["split"]] += 1
+        if taken[entry["split"]] <= config.niah.foreign_pool_max:
+            pool.append(entry)
+    return sorted(pool, key=lambda e: e["clip_id"])
 
 
 def plan_corpus_tasks(

@@ -157,9 +157,14 @@ def in_foreign_pool(clip_id: str, config: TasksConfig) -> bool:
     """Whether a clip may serve as a foreign needle: a fixed share of clips by id hash.
 
     A per-clip predicate, so a pipeline can build the pool with a filter instead of a global
-    sample.
+    sample; `foreign_pool_rank` then keeps the `foreign_pool_max` lowest of each split.
     """
     return unit_hash(clip_id, f"foreign-pool/{config.seed}") < config.niah.foreign_pool_fraction
+
+
+def foreign_pool_rank(entry: Mapping[str, Any], seed: int) -> tuple[float, str]:
+    """A pool entry's place in its split's pool, lowest first: its id hash, then its id."""
+    return unit_hash(entry["clip_id"], f"foreign-pool/{seed}"), entry["clip_id"]
 
 
 def foreign_candidate(
