@@ -58,6 +58,7 @@ def video_row(video_id: str, clips: int) -> dict:
             "display_width": 1280, "display_height": 720, "rotation": 0, "sample_aspect_ratio": 1.0,
             "video_codec": "h264", "pix_fmt": "yuv420p", "bit_rate": 2_000_000, "start_time_s": 0.0,
             "has_audio": False, "audio_codec": None, "audio_sample_rate": None, "audio_channels": None,
+            "audio_streams": [],
             "num_clips": clips, "dup_of": None, "overlap_s": None, "transitions": []}
 
 
@@ -105,10 +106,10 @@ def stage_corpus(work_dir: str, clips_total: int, per_video: int) -> list[str]:
         for clip in clips:
             (folder / f"{clip['clip_id']}_0.jpg").write_bytes(JPEG)
             files[clip["clip_id"]] = {"jpg": [f"{clip['clip_id']}_0.jpg"], "bytes": len(JPEG)}
-        write_ipc(frames_table(video_id, per_video, rng), TABLES["frames"],
-                  staged_table_uri(work_dir, video_id, "frames"))
+        size = write_ipc(frames_table(video_id, per_video, rng), TABLES["frames"],
+                         staged_table_uri(work_dir, video_id, "frames"))
         result = video_result(video_row(video_id, per_video), clips, files)
-        result["staged_tables"] = {"frames": {"rows": per_video * FRAMES_PER_CLIP, "dims": [DIM]}}
+        result["staged_tables"] = {"frames": {"rows": per_video * FRAMES_PER_CLIP, "bytes": size, "dims": [DIM]}}
         (folder / RESULT).write_text(json.dumps(result, sort_keys=True))
         ids.append(video_id)
     return ids

@@ -12,6 +12,7 @@ import numpy as np
 
 from vidcorpus.annotators.client import LLMClient, LLMFailure, OutputModel, TranscriptionRequest
 from vidcorpus.annotators.prompts import Prompt
+from vidcorpus.annotators.records import UsageTotals
 from vidcorpus.media.audio import SPEECH_RATE, wav_bytes
 from vidcorpus.media.subtitles import Line
 
@@ -34,19 +35,21 @@ class Transcription(OutputModel):
 
 
 def transcribe_chunks(client: LLMClient, chunks: Iterable[tuple[float, np.ndarray]], item_id: str,
-                      language: str | None = None) -> tuple[list[Line], list[LLMFailure]]:
+                      language: str | None = None) -> tuple[list[Line], list[LLMFailure], UsageTotals]:
     """Transcript lines of the chunks (start in seconds from the first video frame, 16 kHz mono
-    samples) in video time, in order, and the failures of chunks that got no answer."""
-    lines, failures = [], []
+    samples) in video time, in order; the failures of chunks that got no answer; what the calls
+    cost and what this run sent for them."""
+    lines, failures, totals = [], [], UsageTotals()
     for group in _groups(iter(chunks), CHUNKS_IN_FLIGHT):
         requests = [TranscriptionRequest(ASR_PROMPT, wav_bytes(samples), Transcription, f"{item_id}@{start:.3f}",
                                          language) for start, samples in group]
         for (start, samples), outcome in zip(group, client.map(requests)):
+            totals.add(outcome)
             if not outcome.ok:
                 failures.append(outcome)
                 continue
             lines += shifted_lines(outcome.value, start, samples.size / SPEECH_RATE, language)
-    return sorted(lines, key=lambda line: (line.start_s, line.end_s, line.text)), failures
+    return sorted(lines, key=lambda line: (line.start_s, line.end_s, line.text)), failures, totals
 
 
 def shifted_lines(transcription: Transcription, start_s: float, duration_s: float,

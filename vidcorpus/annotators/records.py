@@ -8,7 +8,7 @@ strings with sorted keys, which keeps the table schema fixed whatever the model 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -151,3 +151,19 @@ class UsageTotals:
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def sum_counts(counts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Nested counters added key by key (LLM usage and run counters of every video)."""
+    total: dict[str, Any] = {}
+    for item in counts:
+        _add_counts(total, item)
+    return total
+
+
+def _add_counts(total: dict[str, Any], counts: dict[str, Any]) -> None:
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            _add_counts(total.setdefault(key, {}), value)
+        else:
+            total[key] = total.get(key, 0) + value

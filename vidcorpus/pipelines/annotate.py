@@ -25,6 +25,7 @@ from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.shared import Shared
 
 from vidcorpus import storage
+from vidcorpus.annotators.records import sum_counts
 from vidcorpus.config import BuildConfig
 from vidcorpus.config.llm import AnnotatorConfig
 from vidcorpus.media.transcripts import lines_in, primary_lines, timed_speech
@@ -139,7 +140,8 @@ def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResul
         except RecordError as exc:
             rejected.append(failure_row(video["uri"], "validate", exc, video["video_id"], row["ann_id"]))
     return {**result, "tables": {**result["tables"], "annotations": rows},
-            "failures": result["failures"] + rejected + failures, "usage": usage, "llm_run": run}
+            "failures": result["failures"] + rejected + failures,
+            "usage": sum_counts([result.get("usage", {}), usage]), "llm_run": sum_counts([result.get("llm_run", {}), run])}
 
 
 def with_speech_lines(clips: list[dict[str, Any]], transcripts: list[dict[str, Any]],

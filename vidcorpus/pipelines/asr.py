@@ -11,6 +11,7 @@ import logging
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from vidcorpus.annotators.records import sum_counts
 from vidcorpus.config import BuildConfig
 from vidcorpus.config.asr import asr_endpoint
 from vidcorpus.media.audio import chosen_track, speech_chunks
@@ -37,15 +38,18 @@ def transcribe_result(result: VideoResult, client, cfg: BuildConfig) -> VideoRes
     failures = []
     try:
         chunks = speech_chunks(open_source(video["uri"]), track["index"], video["start_time_s"], cfg.asr.chunk_s)
-        lines, failed = transcribe_chunks(client, chunks, video["video_id"], cfg.asr.language)
+        lines, failed, totals = transcribe_chunks(client, chunks, video["video_id"], cfg.asr.language)
     except Exception as exc:  # noqa: BLE001 - an unreadable track costs a row, not the video
         log.warning("%s failed at asr: %s: %s", video["uri"], type(exc).__name__, exc)
         return {**result, "failures": result["failures"] + [failure_row(video["uri"], "asr", exc, video["video_id"])]}
     failures = [failure_row(video["uri"], "asr", (f.error_class, f.message), video["video_id"], f.item_id)
                 for f in failed]
     rows = rows + [check_record("transcripts", line.row(video["video_id"])) for line in lines]
+    usage = totals.as_dict()
     return {**result, "clips": with_speech(result["clips"], rows, track["language"]),
-            "tables": {**result["tables"], "transcripts": rows}, "failures": result["failures"] + failures}
+            "tables": {**result["tables"], "transcripts": rows}, "failures": result["failures"] + failures,
+            "usage": sum_counts([result.get("usage", {}), usage]),
+            "llm_run": sum_counts([result.get("llm_run", {}), usage.pop("run")])}
 
 
 class Transcribe(beam.DoFn):

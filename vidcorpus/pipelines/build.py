@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -23,6 +22,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from vidcorpus import storage
+from vidcorpus.annotators.records import sum_counts
 from vidcorpus.config import BuildConfig, config_to_dict
 from vidcorpus.config.asr import asr_endpoint
 from vidcorpus.media.scenes import MODEL_DETECTORS
@@ -281,22 +281,6 @@ def write_release(p: beam.Pipeline, results: beam.PCollection, output: str, work
                                                 {**release, "models": models_of(cfg, stages_off)})
 
 
-def sum_counts(counts: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Nested counters added key by key (LLM usage and run counters of every video)."""
-    total: dict[str, Any] = {}
-    for item in counts:
-        _add_counts(total, item)
-    return total
-
-
-def _add_counts(total: dict[str, Any], counts: dict[str, Any]) -> None:
-    for key, value in counts.items():
-        if isinstance(value, dict):
-            _add_counts(total.setdefault(key, {}), value)
-        else:
-            total[key] = total.get(key, 0) + value
-
-
 def _sorted_counts(counts: dict[str, Any]) -> dict[str, Any]:
     """Sorted by key; sums of money rounded to the micro-dollar, so their order of addition
     (which follows the runner) cannot change the manifest's bytes."""
@@ -348,7 +332,7 @@ def _write_manifest(summary: dict[str, Any], files: list[dict[str, Any]], counte
     extra = {**release, "skipped_stages": stages_off, "usage": usage}
     if "buckets" in summary:
         extra["buckets"] = summary["buckets"]
-    if "annotate" not in stages_off:
+    if "annotate" not in stages_off or llm_run:
         extra["run"] = {"llm": llm_run}
         if llm_run.get("breaker_open"):
             extra["stages_failed"] = {"annotate": "the LLM endpoint failed llm.max_consecutive_errors times in a "
