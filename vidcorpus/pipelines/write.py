@@ -40,15 +40,31 @@ def _written_schema(table: str, dim: int | None) -> pa.Schema:
     return with_embedding_dim(TABLES[table], dim) if dim else TABLES[table]
 
 
+PIECES_PER_BLOCK = 256
+"""Unit pieces copied into one block as a part is read: a piece read from its Arrow IPC file
+pins that whole file's buffer, so a part of 100,000 one-row pieces (videos) would hold 100,000
+files; blocks hold only the rows."""
+
+
 def _part(table: str, slices: list[Slice], work_dir: str) -> pa.Table:
-    pieces = []
+    blocks, pieces = [], []
     for _, unit, start, stop, staged, runs in slices:
         piece = unit_table(work_dir, unit, table, staged).slice(start, stop - start)
         if runs:
             piece = piece.set_column(piece.schema.get_field_index("shard"), "shard",
                                      pa.array([name for name, count in runs for _ in range(count)], pa.string()))
         pieces.append(piece)
-    return pa.concat_tables(pieces) if pieces else TABLES[table].empty_table()
+        if len(pieces) == PIECES_PER_BLOCK:
+            blocks.append(_copied(pieces))
+            pieces = []
+    if pieces:
+        blocks.append(_copied(pieces))
+    return pa.concat_tables(blocks) if blocks else TABLES[table].empty_table()
+
+
+def _copied(pieces: list[pa.Table]) -> pa.Table:
+    """The pieces' rows in new buffers of their own (letting go of the files they came from)."""
+    return pa.concat_tables(pieces).combine_chunks()
 
 
 def _clip_samples(slices: list[Slice], shard: str, work_dir: str) -> Iterator[dict[str, Any]]:
