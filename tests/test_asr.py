@@ -28,8 +28,19 @@ def segmented(tmp_path: Path, cfg):
     return segment_video(scan_video(item, cfg, str(tmp_path / "work")), cfg, str(tmp_path / "work"))
 
 
+OPENED: list[LLMClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients():
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
 def client_for(cfg, server) -> LLMClient:
-    return LLMClient.from_config(cfg.llm, "asr", endpoint=asr_endpoint(cfg.asr, cfg.llm, env={}))
+    OPENED.append(LLMClient.from_config(cfg.llm, "asr", endpoint=asr_endpoint(cfg.asr, cfg.llm, env={})))
+    return OPENED[-1]
 
 
 def asr_config(tmp_path, server, *more):
@@ -101,3 +112,20 @@ def test_a_failing_endpoint_costs_a_failures_row_per_chunk(tmp_path):
         out = transcribe_result(result, client_for(cfg, server), cfg)
         assert [(f["stage"], f["error_class"]) for f in out["failures"]] == [("asr", "InternalServerError")] * 3
         assert out["tables"]["transcripts"] == [] and len(out["clips"]) == 3
+
+
+def test_a_dead_asr_endpoint_stops_the_build_before_it_starts(tmp_path, capsys):
+    from conftest import TINY
+
+    from vidcorpus.cli import main
+
+    source = tmp_path / "in" / "talk.mp4"
+    source.parent.mkdir()
+    write_video(str(source), [Scene(50, 1)], fps=25, audio=True, beeps=[0.5])
+    with FakeLLMServer() as server:
+        url = server.base_url
+    code = main(["build", "--input", str(source.parent), "--output", str(tmp_path / "out"), "--config", str(TINY),
+                 "--set", "llm.enabled=false", "--set", "asr.enabled=true", "--set", f"asr.base_url={url}"])
+    err = capsys.readouterr().err
+    assert code != 0 and "ASR endpoint" in err and url in err and "asr.enabled=false" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()

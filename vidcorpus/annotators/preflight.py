@@ -34,9 +34,16 @@ def check_llm(config: AnnotatorConfig, env: Mapping[str, str] | None = None,
         check_endpoint(with_key(endpoint, config), config, name, timeout_s)
 
 
-def check_endpoint(endpoint: Endpoint, config: AnnotatorConfig, name: str, timeout_s: float) -> None:
+def check_asr(endpoint: Endpoint, config: AnnotatorConfig, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> None:
+    """The same checks for the speech-recognition endpoint (`asr.*`)."""
+    check_endpoint(with_key(endpoint, config), config, "asr", timeout_s, section="asr")
+
+
+def check_endpoint(endpoint: Endpoint, config: AnnotatorConfig, name: str, timeout_s: float,
+                   section: str = "llm") -> None:
     url = endpoint.base_url or OPENAI_BASE_URL
-    where = f"The LLM endpoint {url} (model {endpoint.model!r}, annotator {name})"
+    what = "ASR" if section == "asr" else "LLM"
+    where = f"The {what} endpoint {url} (model {endpoint.model!r}, {'stage' if section == 'asr' else 'annotator'} {name})"
     key_source = f"the environment variable {config.api_key_env}" + (
         f" or the secret {config.api_key_secret}" if config.api_key_secret else "")
     client = openai.OpenAI(api_key=endpoint.api_key or "unused", base_url=url, timeout=timeout_s, max_retries=0)
@@ -49,7 +56,8 @@ def check_endpoint(endpoint: Endpoint, config: AnnotatorConfig, name: str, timeo
     except openai.APIConnectionError as exc:
         raise LLMUnavailable(
             f"{where} cannot be reached ({type(exc).__name__}: {_redacted(exc, endpoint)}). Start the server or "
-            f"fix llm.base_url / OPENAI_BASE_URL; to build without annotations set llm.enabled=false.") from None
+            f"fix {section}.base_url / OPENAI_BASE_URL; to build without "
+            f"{'transcripts' if section == 'asr' else 'annotations'} set {section}.enabled=false.") from None
     except openai.APIStatusError:
         return  # no model listing here (404, 405, 501): the first request will tell
     finally:
@@ -57,8 +65,8 @@ def check_endpoint(endpoint: Endpoint, config: AnnotatorConfig, name: str, timeo
     if served and endpoint.model not in served:
         listed = ", ".join(sorted(served)[:20])
         raise LLMUnavailable(
-            f"{where} does not serve that model; it serves: {listed}. Set llm.model (or "
-            f"llm.{name}.model) to one of them.")
+            f"{where} does not serve that model; it serves: {listed}. Set "
+            f"{'asr.model' if section == 'asr' else f'llm.model (or llm.{name}.model)'} to one of them.")
 
 
 def _redacted(exc: Exception, endpoint: Endpoint) -> str:

@@ -61,11 +61,15 @@ class Transcribe(beam.DoFn):
 
     def setup(self) -> None:
         from vidcorpus.annotators.client import LLMClient
+        from vidcorpus.annotators.engine import engine_for
 
-        self.client = LLMClient.from_config(self.cfg.llm, "asr", endpoint=asr_endpoint(self.cfg.asr, self.cfg.llm))
+        self.engine = engine_for(self.cfg.llm)  # llm.concurrency, budgets, tokens per minute, breaker
+        self.client = LLMClient.from_config(self.cfg.llm, "asr", endpoint=asr_endpoint(self.cfg.asr, self.cfg.llm),
+                                            engine=self.engine)
 
     def teardown(self) -> None:
         self.client.close()
+        self.engine.close()
 
     def process(self, result: VideoResult):
         out = transcribe_result(result, self.client, self.cfg)

@@ -178,12 +178,14 @@ def _build_locked(uris: list[str], skipped: list[str], release: str, work_dir: s
 
 
 def check_endpoint(cfg: BuildConfig) -> None:
-    """With the LLM stage on, its endpoint, key and model answer before the pipeline starts."""
-    if "annotate" in skipped_stages(cfg):
-        return
-    from vidcorpus.annotators.preflight import LLMUnavailable, check_llm
+    """With the LLM or ASR stage on, its endpoint, key and model answer before the pipeline starts."""
+    from vidcorpus.annotators.preflight import LLMUnavailable, check_asr, check_llm
+    skipped = skipped_stages(cfg)
     try:
-        check_llm(cfg.llm)
+        if "annotate" not in skipped:
+            check_llm(cfg.llm)
+        if "asr" not in skipped and (endpoint := asr_endpoint(cfg.asr, cfg.llm)) is not None:
+            check_asr(endpoint, cfg.llm)
     except LLMUnavailable as exc:
         raise CannotStart(str(exc)) from exc
 

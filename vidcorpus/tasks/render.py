@@ -74,10 +74,16 @@ def cover_frame(frame: av.VideoFrame, sar: float, width: int, height: int) -> np
 
 
 class SourceVideo:
-    """A source video opened for reading pieces of it by time (seconds from its first frame)."""
+    """A source video opened for reading pieces of it by time (seconds from its first frame).
 
-    def __init__(self, uri: str, opener: Opener = open_local):
+    With `frame_threads`, each read opens its own frame-threaded decoder (for long forward
+    reads, such as a haystack track: about twice as fast); otherwise reads share one
+    slice-threaded decoder, which is cheaper for many short reads."""
+
+    def __init__(self, uri: str, opener: Opener = open_local, frame_threads: bool = False):
         self.uri = uri
+        self._opener = opener if frame_threads else None
+        self._reader: tuple[av.container.InputContainer, Any] | None = None
         handle = opener(uri)
         self._handle = None if isinstance(handle, (str, os.PathLike)) else handle  # ours to close
         try:
@@ -101,11 +107,11 @@ class SourceVideo:
 
     def _decode_from(self, seconds: float) -> Iterator[tuple[float, av.VideoFrame]]:
         """(time, frame) from the keyframe at or before `seconds` (source time) onwards."""
+        container, stream = self._read_from_scratch() if self._opener is not None else (self._container, self._stream)
         target = self.origin_s + max(0.0, seconds)
-        self._container.seek(int(target / float(self._stream.time_base)), stream=self._stream,
-                             backward=True, any_frame=False)
+        container.seek(int(target / float(stream.time_base)), stream=stream, backward=True, any_frame=False)
         last = None
-        for frame in self._container.decode(self._stream):
+        for frame in container.decode(stream):
             time = frame.time - self.origin_s if frame.time is not None else (
                 0.0 if last is None else last + self._frame_s)
             last = time
@@ -134,7 +140,26 @@ class SourceVideo:
                 pending = next(frames, None)
             yield current[1]
 
+    def _read_from_scratch(self) -> tuple[av.container.InputContainer, Any]:
+        """A fresh frame-threaded decoder: no frame of an earlier read can be in flight in it."""
+        self._close_reader()
+        handle = self._opener(self.uri)
+        container = av.open(handle, mode="r")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        self._reader = (container, None if isinstance(handle, (str, os.PathLike)) else handle)
+        return container, stream
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            container, handle = self._reader
+            container.close()
+            if handle is not None:
+                handle.close()
+            self._reader = None
+
     def close(self) -> None:
+        self._close_reader()
         self._container.close()
         if self._handle is not None:
             self._handle.close()
@@ -318,7 +343,7 @@ def _encode(frames: Iterable[np.ndarray], path: str, edit: EditList, config: Nia
 
 def _encode_track(track: Track, path: str, like: EditList, config: NiahConfig, gop: int, opener: Opener) -> Track:
     times = [(j + track.phase / 1000) / like.fps for j in range(track.first, track.stop)]
-    source = SourceVideo(track.uri, opener)
+    source = SourceVideo(track.uri, opener, frame_threads=True)
     try:
         _encode(_pictures(source, times, like.width, like.height), path, like, config, gop)
     finally:
