@@ -82,7 +82,7 @@ def test_a_three_chunk_video_lands_at_the_right_video_times_and_is_cached(tmp_pa
         assert again["tables"]["transcripts"] == rows
         assert len([b for b in server.bodies if b.get("path") == "/audio/transcriptions"]) == 3   # all cached
         # the manifest's usage and run sections count transcription calls like chat ones
-        assert out["usage"]["calls"] == 3 and "asr" in out["usage"]["by_prompt"]
+        assert out["usage"]["calls"] == 3 and "asr" in out["usage"]["by_prompt"] and "run" not in out["usage"]
         assert (out["llm_run"]["requests"], again["llm_run"]["requests"], again["llm_run"]["cache_hits"]) == (3, 0, 3)
         client.close()
 

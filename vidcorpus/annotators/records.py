@@ -153,6 +153,12 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+def without_run(totals: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`UsageTotals.as_dict()` split into what this version's rows cost and what this run sent
+    (`run`), which go to separate manifest sections."""
+    return {k: v for k, v in totals.items() if k != "run"}, totals.get("run", {})
+
+
 def sum_counts(counts: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Nested counters added key by key (LLM usage and run counters of every video)."""
     total: dict[str, Any] = {}

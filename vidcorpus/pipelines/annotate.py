@@ -25,7 +25,7 @@ from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.shared import Shared
 
 from vidcorpus import storage
-from vidcorpus.annotators.records import sum_counts
+from vidcorpus.annotators.records import sum_counts, without_run
 from vidcorpus.config import BuildConfig
 from vidcorpus.config.llm import AnnotatorConfig
 from vidcorpus.media.transcripts import lines_in, primary_lines, timed_speech
@@ -131,8 +131,8 @@ def annotate_result(result: VideoResult, annotator, work_dir: str) -> VideoResul
     staged = staging_dir(work_dir, video["video_id"])
     clips = with_speech_lines(result["clips"], result["tables"].get("transcripts", []), video)
     annotations, failures, usage = annotator.annotate(video, clips, clip_frames(result, staged, annotator.config))
-    usage = dict(usage)
-    run = {**usage.pop("run", {}), "breaker_open": int(_breaker_open(annotator))}
+    usage, run = without_run(usage)
+    run = {**run, "breaker_open": int(_breaker_open(annotator))}
     rows, rejected = [], []
     for row in annotations:
         try:

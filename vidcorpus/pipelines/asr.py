@@ -11,7 +11,7 @@ import logging
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from vidcorpus.annotators.records import sum_counts
+from vidcorpus.annotators.records import sum_counts, without_run
 from vidcorpus.config import BuildConfig
 from vidcorpus.config.asr import asr_endpoint
 from vidcorpus.media.audio import chosen_track, speech_chunks
@@ -45,11 +45,10 @@ def transcribe_result(result: VideoResult, client, cfg: BuildConfig) -> VideoRes
     failures = [failure_row(video["uri"], "asr", (f.error_class, f.message), video["video_id"], f.item_id)
                 for f in failed]
     rows = rows + [check_record("transcripts", line.row(video["video_id"])) for line in lines]
-    usage = totals.as_dict()
+    usage, run = without_run(totals.as_dict())
     return {**result, "clips": with_speech(result["clips"], rows, track["language"]),
             "tables": {**result["tables"], "transcripts": rows}, "failures": result["failures"] + failures,
-            "usage": sum_counts([result.get("usage", {}), usage]),
-            "llm_run": sum_counts([result.get("llm_run", {}), usage.pop("run")])}
+            "usage": sum_counts([result.get("usage", {}), usage]), "llm_run": sum_counts([result.get("llm_run", {}), run])}
 
 
 class Transcribe(beam.DoFn):
