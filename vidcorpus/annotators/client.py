@@ -330,21 +330,23 @@ class LLMClient:
             done: Future[Outcome] = Future()
             done.set_result(cached)
             return done
-        return self.engine.submit(self._ask(request, body, key, self._transcribe_now if speech else self._send_now))
+        return self.engine.submit(self._ask(request, body, key))
 
-    async def _ask(self, request: LLMRequest | TranscriptionRequest, body: dict[str, Any], key: str,
-                   send: Callable[..., Any]) -> Outcome:
-        outcome, shared = await self.engine.once(key, lambda: send(request, body, key))
+    async def _ask(self, request: LLMRequest | TranscriptionRequest, body: dict[str, Any], key: str) -> Outcome:
+        outcome, shared = await self.engine.once(key, lambda: self._send_now(request, body, key))
         return replace(outcome, item_id=request.item_id, cache_hit=True) if shared else outcome
 
-    async def _send_now(self, request: LLMRequest, body: dict[str, Any], key: str) -> Outcome:
+    async def _send_now(self, request: LLMRequest | TranscriptionRequest, body: dict[str, Any], key: str) -> Outcome:
         """Ask the endpoint, unless the breaker is open or the budget spent; settle and cache.
         A batch round waits for all of its requests, so batch mode takes no in-flight slot."""
         async with nullcontext() if self.collector is not None else self.engine.slots:
             if (refusal := self.engine.refusal()) is not None:
                 return self._failure(request, key, *refusal, sent=Sent(), usage=Usage())
-            await self.engine.admit(estimate_input_tokens(body["messages"]))
-            outcome = await self._complete(request, body, key)
+            if isinstance(request, TranscriptionRequest):
+                outcome = await self._transcribed(request, body, key)
+            else:
+                await self.engine.admit(estimate_input_tokens(body["messages"]))
+                outcome = await self._complete(request, body, key)
         return await self._settled(outcome)
 
     async def _settled(self, outcome: Outcome) -> Outcome:
@@ -401,23 +403,17 @@ class LLMClient:
             body["language"] = request.language
         return body
 
-    async def _transcribe_now(self, request: TranscriptionRequest, body: dict[str, Any], key: str) -> Outcome:
-        """Speech to timed segments, with the same slots, refusals, retries and cache as chat."""
-        async with self.engine.slots:
-            if (refusal := self.engine.refusal()) is not None:
-                return self._failure(request, key, *refusal, sent=Sent(), usage=Usage())
-            reply = await self._send(body, request, key, lambda: self._transcription_reply(request, body))
+    async def _transcribed(self, request: TranscriptionRequest, body: dict[str, Any], key: str) -> Outcome:
+        """Speech to timed segments: one round with retries, no repair round."""
+        reply = await self._send(body, request, key, lambda: self._transcription_reply(request, body))
         sent = Sent(reply.attempts, reply.attempts - 1)
         if reply.error is not None:
-            outcome = self._failure(request, key, *reply.error, sent=sent, usage=reply.usage)
-        else:
-            try:
-                outcome = self._result(request, key, request.output.model_validate_json(reply.content), reply.usage,
-                                       sent=sent)
-            except ValidationError as exc:
-                outcome = self._failure(request, key, "ValidationError", _describe_validation(exc), sent=sent,
-                                        usage=reply.usage)
-        return await self._settled(outcome)
+            return self._failure(request, key, *reply.error, sent=sent, usage=reply.usage)
+        try:
+            return self._result(request, key, request.output.model_validate_json(reply.content), reply.usage, sent=sent)
+        except ValidationError as exc:
+            return self._failure(request, key, "ValidationError", _describe_validation(exc), sent=sent,
+                                 usage=reply.usage)
 
     async def _transcription_reply(self, request: TranscriptionRequest, body: dict[str, Any]) -> _Reply:
         fields = {k: v for k, v in body.items() if k not in ("model", "audio_sha256")}
