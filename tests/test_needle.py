@@ -77,7 +77,11 @@ def best_matching_word(rgb: np.ndarray, overlay, candidates) -> str:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("videos")
+    return make_corpus(tmp_path_factory.mktemp("videos"))
+
+
+def make_corpus(root):
+    """A 20 s haystack video and a 10 s foreign one with their 5 s clips."""
     videos, clips = [], []
     for video_id, frames, blue in (("vhaystack0000001", 200, HAYSTACK_BLUE), ("vforeign00000001", 100, FOREIGN_BLUE)):
         write_video(root / f"{video_id}.mp4", frames, blue)
@@ -92,7 +96,7 @@ def corpus(tmp_path_factory):
 def make_config(kinds, haystack_s=(12.0,), depths=(0.0, 0.5, 1.0), probes=3):
     return TasksConfig.model_validate({
         "niah": {"grid": {"haystack_s": list(haystack_s), "depths": list(depths), "kinds": list(kinds)},
-                 "probes_per_video": probes, "foreign_pool_fraction": 1.0, "crf": 18},
+                 "probes_per_video": probes, "foreign_pool_fraction": 1.0, "crf": 18, "max_fps": FPS},
     })
 
 
@@ -142,13 +146,13 @@ def test_cover_fills_the_frame_and_keeps_the_centre():
     assert (out[:, 2:-2] == (0, 255, 0)).all()
 
 
-def assert_needle_where_recorded(spec, frames) -> None:
-    """A rendered probe's frames: one per 1 / fps, the needle boxed exactly during its span,
-    every haystack pixel from the source frame the record names."""
+def assert_needle_where_recorded(spec, frames, fps: float = FPS) -> None:
+    """A rendered probe's frames: one per 1 / fps (the probe's rate), the needle boxed exactly
+    during its span, every haystack pixel from the source frame the record names."""
     (needle,) = spec.needles
     overlay = next(s.overlay for s in spec.edit.segments if s.overlay)
-    assert len(frames) == round(spec.haystack_s * FPS)
-    assert [t for t, _ in frames] == pytest.approx([k / FPS for k in range(len(frames))])
+    assert len(frames) == round(spec.haystack_s * fps)
+    assert [t for t, _ in frames] == pytest.approx([k / fps for k in range(len(frames))])
     others = [w for w in NEEDLE_WORDS[:12] if w != needle.text] + ["12", "4821"]
     for time_s, rgb in frames:
         inside = needle.span.start_s - 1e-6 <= time_s < needle.span.end_s - 1e-6

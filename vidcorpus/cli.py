@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from vidcorpus.config import ConfigError, load_config
 
@@ -132,6 +133,27 @@ SIGNAL_EXITS = {signal.SIGINT: ("interrupted (Ctrl-C)", 130, KeyboardInterrupt),
                 signal.SIGTERM: ("terminated (SIGTERM)", 143, Terminated)}
 
 
+class WorkerTracebacksMuted:
+    """stderr without the tracebacks Beam's worker threads print for a failed bundle (the local
+    runner's `multi_threading` mode): the runner raises the same error in the main thread,
+    which the CLI reports as one paragraph; after a signal, they are the interrupt's echoes."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._muted = threading.local()  # a thread whose traceback was dropped: its print's end too
+
+    def write(self, text: str) -> int:
+        if threading.current_thread() is not threading.main_thread():
+            if text.startswith("Traceback (most recent") or (text == "\n" and getattr(self._muted, "end", False)):
+                self._muted.end = text != "\n"
+                return len(text)
+            self._muted.end = False
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 def run_interruptible(command, args) -> int:
     """Run a command; Ctrl-C and SIGTERM end it with one line (what is kept, how to resume) and
     exit 130 / 143. The signal is remembered, because the pipeline runner re-raises the interrupt
@@ -144,6 +166,7 @@ def run_interruptible(command, args) -> int:
         raise SIGNAL_EXITS[signum][2]()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in SIGNAL_EXITS}
+    stderr, sys.stderr = sys.stderr, WorkerTracebacksMuted(sys.stderr)
     try:
         return command(args)
     except BaseException:
@@ -152,6 +175,7 @@ def run_interruptible(command, args) -> int:
         what, code, _ = SIGNAL_EXITS[received[0]]
         return _fail(f"{what}; {STOPPED}", code)
     finally:
+        sys.stderr = stderr
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -133,6 +133,9 @@ class RunnerConfig(Section):
     """`direct`: Beam's Python FnApiRunner on this machine (`mode`, `workers`); `prism`: Beam's Go
     Prism runner, only when asked for (Beam downloads its binary on first use); `dataflow`:
     Google Cloud Dataflow (`dataflow:`)."""
-    mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
-    workers: int = Field(1, ge=1)
+    mode: Literal["in_memory", "multi_threading", "multi_processing"] = "multi_threading"
+    workers: int = Field(2, ge=1)
+    """Videos processed at once by the local runner. Two threads keep two cores busy: decoding,
+    scaling and encoding run in FFmpeg and OpenCV outside the GIL, and a video's own decode pass
+    leaves about a core idle. Raise it on a machine with more cores (memory grows with it)."""
     progress: bool = True

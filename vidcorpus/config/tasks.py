@@ -72,13 +72,17 @@ class NiahConfig(Section):
     choice_options: int = Field(4, ge=2, le=8)
     gates: NeedleGates = Field(default_factory=NeedleGates)
     fps: float | None = Field(None, gt=0)
-    """Frame rate of probe media; None: source rate."""
-    max_fps: float = Field(30.0, gt=0)
+    """Frame rate of probe media; None: the source rate, at most `max_fps`."""
+    max_fps: float = Field(8.0, gt=0)
+    """8 frames a second show every needle (1 s or more) on 8 frames or more, four times the
+    1-2 fps video LLMs commonly sample, at a quarter of the encoding a 30 fps probe costs."""
     max_side: int = Field(640, ge=32)
     """Longest side of probe media, pixels."""
     probe_dir: str = "probes"
     crf: int = Field(23, ge=0, le=51)
-    preset: str = "veryfast"
+    preset: str = "superfast"
+    """x264 preset of probe media (and their proxies): a step faster than the clips' `veryfast`;
+    probes are small (`max_side`, `max_fps`), so the few percent more bytes cost little."""
     encode_threads: int = Field(1, ge=1)
     """Fixed so written bytes do not depend on the host."""
 

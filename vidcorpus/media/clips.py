@@ -156,8 +156,8 @@ class ClipEncoder:
 def _encoder_picture(frame: av.VideoFrame, geometry: Geometry, size: tuple[int, int]) -> av.VideoFrame:
     """Scale straight to the encoder's format; only a rotated picture takes the RGB detour."""
     if geometry.rotation == 0:
-        return frame.reformat(width=size[0], height=size[1], format="yuv420p", interpolation="BILINEAR")
-    return av.VideoFrame.from_ndarray(upright(frame, geometry, size), format="rgb24")
+        return frame.reformat(width=size[0], height=size[1], format="yuv420p", interpolation="AREA")
+    return av.VideoFrame.from_ndarray(upright(frame, geometry, size, interpolation="AREA"), format="rgb24")
 
 
 def _x264_stream(dst, geometry: Geometry, size: tuple[int, int], fps: float, cfg: ClipMp4Config):

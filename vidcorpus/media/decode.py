@@ -90,7 +90,7 @@ class WorkingScaler:
                                  interpolation="POINT").to_ndarray()
             return bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         for i, (plane, small) in enumerate(zip(frame.planes, self._planes)):
-            source = _plane(plane, frame.height >> (i > 0), frame.width >> (i > 0))
+            source = plane_pixels(plane, frame.height >> (i > 0), frame.width >> (i > 0))
             cv2.resize(source, small.shape[::-1], dst=small, interpolation=cv2.INTER_NEAREST)
         bgr = cv2.cvtColor(self._i420.reshape(-1, self.size[0]), cv2.COLOR_YUV2BGR_I420)
         y = self._planes[0]
@@ -101,7 +101,8 @@ VIDEO_TO_FULL_RANGE = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 25
 """Video-range luma (16-235) to full range (0-255): the grey level a BGR->GRAY conversion gives."""
 
 
-def _plane(plane, height: int, width: int) -> np.ndarray:
+def plane_pixels(plane, height: int, width: int) -> np.ndarray:
+    """A frame plane's pixels as a (height, width) view, without its row padding."""
     return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
 
 

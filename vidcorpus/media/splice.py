@@ -41,24 +41,51 @@ def spliceable_options(crf: int, preset: str, gop: int) -> dict[str, str]:
     return options
 
 
-def encode_frames(frames: Iterable[np.ndarray], path: str, fps: float, width: int, height: int, *,
-                  crf: int, preset: str, threads: int, gop: int) -> int:
-    """Encode RGB frames (height x width x 3) at a constant `fps` into a spliceable MP4 at `path`;
-    returns the number of frames. Raises ValueError when there is none."""
-    with av.open(path, mode="w", format="mp4", container_options=MUXER_OPTIONS) as container:
-        stream = container.add_stream("libx264", rate=frame_rate(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.thread_count = threads
-        stream.codec_context.options = spliceable_options(crf, preset, gop)
-        count = 0
-        for count, rgb in enumerate(frames, start=1):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame.pts = count - 1
-            container.mux(stream.encode(frame))
-        if count == 0:
-            raise ValueError("no frames to encode")
-        container.mux(stream.encode())
-    return count
+class SpliceableEncoder:
+    """A spliceable MP4 at `path`, encoded one picture at a time at a constant `fps`: pictures
+    are RGB arrays (height x width x 3) or video frames of that size (yuv420p ones go to the
+    encoder unconverted). Written to the file as it goes; `close` returns the frame count and
+    raises ValueError when there was none."""
+
+    def __init__(self, path: str, fps: float, width: int, height: int, *, crf: int, preset: str, threads: int,
+                 gop: int):
+        self.rate = frame_rate(fps)
+        self.count = 0
+        self.container = av.open(path, mode="w", format="mp4", container_options=MUXER_OPTIONS)
+        self.stream = self.container.add_stream("libx264", rate=self.rate)
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        self.stream.codec_context.thread_count = threads
+        self.stream.codec_context.options = spliceable_options(crf, preset, gop)
+
+    def add(self, picture: np.ndarray | av.VideoFrame) -> None:
+        frame = picture if isinstance(picture, av.VideoFrame) else av.VideoFrame.from_ndarray(
+            np.ascontiguousarray(picture), format="rgb24")
+        frame.pts, frame.time_base = self.count, 1 / self.rate
+        frame.pict_type = 0  # a decoded picture keeps its type, and an I would force a key frame
+        self.container.mux(self.stream.encode(frame))
+        self.count += 1
+
+    def close(self) -> int:
+        try:
+            if self.count == 0:
+                raise ValueError("no frames to encode")
+            self.container.mux(self.stream.encode())
+        finally:
+            self.container.close()
+        return self.count
+
+
+def encode_frames(frames: Iterable[np.ndarray | av.VideoFrame], path: str, fps: float, width: int, height: int,
+                  *, crf: int, preset: str, threads: int, gop: int) -> int:
+    """Encode pictures (see `SpliceableEncoder`) into a spliceable MP4 at `path`; the frame count."""
+    encoder = SpliceableEncoder(path, fps, width, height, crf=crf, preset=preset, threads=threads, gop=gop)
+    try:
+        for picture in frames:
+            encoder.add(picture)
+    except BaseException:
+        encoder.container.close()
+        raise
+    return encoder.close()
 
 
 def parameter_sets(path: str) -> bytes:

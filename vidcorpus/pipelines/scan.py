@@ -40,6 +40,7 @@ from vidcorpus.pipelines.staging import (
 )
 from vidcorpus.scoring.footage import FootageSignature
 from vidcorpus.scoring.keyframes import Candidate, CandidateSpool
+from vidcorpus.tasks.proxy import ProxyWriter
 
 log = logging.getLogger(__name__)
 SPOOL = "candidates.bin"
@@ -92,9 +93,11 @@ class Scanned:
 
 
 def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: CandidateSpool,
-                shots: ShotFrameWriter | None = None, pieces: PieceEncoders | None = None) -> PassResult:
+                shots: ShotFrameWriter | None = None, pieces: PieceEncoders | None = None,
+                proxy: ProxyWriter | None = None) -> PassResult:
     """The one pass over a video's frames: cuts, statistics, keyframe candidates, the footage
-    signature and, when asked, TransNetV2's small frames and the re-encoded clips' pictures."""
+    signature and, when asked, TransNetV2's small frames, the re-encoded clips' pictures and the
+    probe proxy."""
     frames = FrameStream(container, cfg.decode.working_size, cfg.decode.threads, header["sample_aspect_ratio"],
                          cfg.decode.timeout_s)
     cutter = SceneCutter(cfg.scenes, header["header_fps"] or 0)
@@ -111,6 +114,8 @@ def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: Cand
         if pieces is not None:
             pieces.push(f.index, f.t, f.key, f.frame, frames.geometry, cut)
         spool.offer(f.index, f.t, stats, f.frame, frames.geometry)
+        if proxy is not None:
+            proxy.push(f.t, f.frame, frames.geometry)
         if shots is not None:
             shots.add(f.small)
         pts.append(f.pts)
@@ -126,11 +131,13 @@ def decode_pass(container, header: dict[str, Any], cfg: BuildConfig, spool: Cand
     if pieces is not None:
         pieces.finish(len(times))
     t = np.frombuffer(times, dtype=np.float64)
+    end_time = float(t[-1] + _last_frame_duration(t, header["header_fps"]))
+    if proxy is not None:
+        proxy.finish(end_time)
     return PassResult(frames.geometry, frames.origin_pts, frames.time_base, np.frombuffer(pts, np.int64), t,
                       np.frombuffer(bytes(keys), np.uint8).astype(bool),
                       np.frombuffer(brightness, np.float32), np.frombuffer(sharpness, np.float32),
-                      np.frombuffer(motion, np.float32), sorted(set(cutter.cuts)),
-                      float(t[-1] + _last_frame_duration(t, header["header_fps"])), signature.to_record())
+                      np.frombuffer(motion, np.float32), sorted(set(cutter.cuts)), end_time, signature.to_record())
 
 
 def _last_frame_duration(times: np.ndarray, header_fps: float | None) -> float:
@@ -146,7 +153,7 @@ def scan_video(item: Input, cfg: BuildConfig, work_dir: str) -> Scanned | VideoR
     shots_uri = storage.join(staged, SHOT_FRAMES)
     wants_shots = cfg.scenes.detector in MODEL_DETECTORS
     stage = "probe"
-    pieces = None
+    pieces = proxy = None
     try:
         with storage.open_write(spool_uri) as spool_file, \
                 (storage.open_write(shots_uri) if wants_shots else nullcontext()) as shots_file:
@@ -157,13 +164,16 @@ def scan_video(item: Input, cfg: BuildConfig, work_dir: str) -> Scanned | VideoR
                 stage = "decode"
                 if cfg.clip_mp4.mode != "off":
                     pieces = PieceEncoders(staged, header["video_codec"], header["header_fps"] or 0, cfg.clip_mp4)
-                result = decode_pass(container, header, cfg, spool, shots, pieces)
+                proxy = ProxyWriter.for_video(staged, header, cfg.tasks)
+                result = decode_pass(container, header, cfg, spool, shots, pieces, proxy)
             _check_coverage(header, result, cfg.decode.min_coverage)
         shot_frames = ShotFrames(shots_uri, shots.count) if shots is not None else None
         return Scanned(item, header, result, spool.candidates, spool_uri, shot_frames, pieces.pieces if pieces else [])
     except Exception as exc:  # noqa: BLE001 - one bad video must cost one row, not the run
         if pieces is not None:
             pieces.abort()
+        if proxy is not None:
+            proxy.abort()
         log.warning("%s failed at %s: %s: %s", item.uri, stage, type(exc).__name__, exc)
         return failed_result(item.uri, stage, exc, item.video_id)
 

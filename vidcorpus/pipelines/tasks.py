@@ -68,22 +68,26 @@ def make_tasks(result: VideoResult, pool: list[dict[str, Any]], cfg: TasksConfig
     from vidcorpus.tasks.build import plan_video_tasks
     from vidcorpus.tasks.checks import validate_rows
     from vidcorpus.tasks.export import export_rows
-    from vidcorpus.tasks.render import write_probes
+    from vidcorpus.tasks.proxy import proxy_uri
+    from vidcorpus.tasks.render import proxied, write_probes
 
     video = result["video"]
     if not video:
         return result
     try:
+        staged = staging_dir(work_dir, video["video_id"])
+        proxy = proxy_uri(staged, video, cfg.niah)
+        proxies = {video["uri"]: proxy} if cfg.media_mode == "written" and storage.exists(proxy) else {}
         planned = plan_video_tasks(video, result["clips"], result["tables"].get("annotations", []), cfg, pool,
-                                   opener=storage.open_read, transcripts=result["tables"].get("transcripts", []))
+                                   opener=proxied(storage.open_read, proxies),
+                                   transcripts=result["tables"].get("transcripts", []))
         for gate in planned.rejected.values():
             Metrics.counter("vidcorpus", f"probes_rejected_{gate.split(':')[0]}").inc()
         probes = {}
         if cfg.media_mode == "written":
-            staged = staging_dir(work_dir, video["video_id"])
             names = [f"{spec.probe_id}.mp4" for spec in planned.probes]
             with storage.local_files([storage.join(staged, name) for name in names]) as paths:
-                write_probes(planned.probes, paths, cfg.niah, opener=storage.open_read)
+                write_probes(planned.probes, paths, cfg.niah, opener=storage.open_read, proxies=proxies)
             probes = {name: name for name in names}
         sft, rl = export_rows(planned.tasks, cfg)
         tables = {"sft": validate_rows("sft", sft, splits).to_pylist(), "rl": validate_rows("rl", rl, splits).to_pylist()}

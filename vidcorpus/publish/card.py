@@ -228,7 +228,7 @@ def configs(tables: dict[str, list[str]]) -> list[dict[str, Any]]:
 def card_body(facts: ReleaseFacts) -> str:
     sections = [
         _intro(facts), _sources(facts), _stages(facts), _models(facts), _annotations(facts), _speech(facts),
-        _counts(facts), _layout(facts),
+        _probe_media(facts), _counts(facts), _layout(facts),
         _schemas(facts), _loading(facts), _integrity(facts),
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
@@ -337,6 +337,21 @@ def _speech(facts: ReleaseFacts) -> str:
             f"{speech['videos_with_speech']} video(s), by source: {sources}; by language: {languages}. "
             f"Speech covers {speech['speech_s']:.1f} s of {speech['video_s']:.1f} s of video "
             f"({speech['share']:.1%}). Each clip's `speech` column holds the words said inside it.")
+
+
+def _probe_media(facts: ReleaseFacts) -> str:
+    """What written probes look like, so a trainer knows the rate and size it samples from."""
+    tasks = facts.config.get("tasks") or {}
+    niah = tasks.get("niah") or {}
+    folder = niah.get("probe_dir", "probes")
+    if tasks.get("media_mode") != "written" or not facts.other_files.get(folder):
+        return ""
+    rate = f"{niah['fps']:g} fps" if niah.get("fps") else f"the source's rate, at most {niah.get('max_fps', 8):g} fps"
+    return (f"## Probe media\n\nThe {facts.other_files[folder]} NIAH probes in `{folder}/` are H.264 MP4s "
+            f"(yuv420p, no audio) at {rate}, at most {niah.get('max_side', 640)} px on the longest side, "
+            f"x264 crf {niah.get('crf', 23)} preset `{niah.get('preset', 'superfast')}`, in one-second "
+            "closed GOPs. Every needle lasts at least a second, so it is on at least a second of frames; "
+            "each probe's edit list (in its task rows) rebuilds it from the sources at any rate.")
 
 
 def _counts(facts: ReleaseFacts) -> str:

@@ -120,12 +120,20 @@ def frames_in(seconds: float, fps: float) -> int:
     return int(math.floor(seconds * fps + 1e-6))
 
 
-def _haystack_starts(runs: Sequence[Sequence[Clip]], length_s: float) -> list[tuple[int, Clip]]:
-    """(run index, first clip) for every clip a haystack of `length_s` can start at."""
+def grid_start(seconds: float, fps: float) -> float:
+    """The first time on the frame grid k / fps at or after `seconds`: where a haystack starting
+    with a clip starts in its source, so its frames are the video's probe proxy frames
+    (`tasks.proxy`)."""
+    return math.ceil(seconds * fps - 1e-6) / fps
+
+
+def _haystack_starts(runs: Sequence[Sequence[Clip]], length_s: float, fps: float) -> list[tuple[int, Clip]]:
+    """(run index, first clip) for every clip a haystack of `length_s` can start at (on the grid)."""
     starts = []
     for index, run in enumerate(runs):
         _, run_end = run_span(run)
-        starts += [(index, clip) for clip in run if float(clip["start_s"]) + length_s <= run_end + 1e-6]
+        starts += [(index, clip) for clip in run
+                   if grid_start(float(clip["start_s"]), fps) + length_s <= run_end + 1e-6]
     return starts
 
 
@@ -343,9 +351,12 @@ def plan_niah_probes(
     for position, cell_index in enumerate(chosen):
         haystack_target, kind, depth = cells[cell_index]
         rng = seeded_rng(config.seed, video_id, "niah", position, list(cells[cell_index]))
-        run_index, first = rng.choice(_haystack_starts(runs, haystack_target))
         haystack_s = frames_in(haystack_target, fps) / fps
-        source_start = float(first["start_s"])
+        starts = _haystack_starts(runs, haystack_s, fps)
+        if not starts:
+            continue
+        run_index, first = rng.choice(starts)
+        source_start = grid_start(float(first["start_s"]), fps)
         base = dict(video=video, run=runs[run_index], source_start=source_start,
                     haystack_s=haystack_s, fps=fps, width=width, height=height)
         if kind == "rendered":

@@ -109,26 +109,36 @@ def text_edge_share(frames: Sequence[np.ndarray], box: tuple[float, float, float
     return max(shares) if shares else 0.0
 
 
-def read_segment_frames(opener: Opener = open_local, most: int = 12) -> FramesReader:
-    """A reader of up to `most` evenly spaced output frames of the given segments of an edit
-    list, within [start_s, end_s) of its timeline, as the renderer would draw them (no overlays)."""
+class SegmentFrames:
+    """A reader (a `FramesReader`) of up to `most` evenly spaced output frames of the given
+    segments of an edit list, within [start_s, end_s) of its timeline, as the renderer would
+    draw them (no overlays). Each source is opened once for all reads; `close` closes them."""
 
-    def read(edit: EditList, segments: Sequence[Segment], start_s: float, end_s: float) -> list[np.ndarray]:
+    def __init__(self, opener: Opener = open_local, most: int = 12):
+        self.opener, self.most = opener, most
+        self._sources: dict[str, SourceVideo] = {}
+
+    def __call__(self, edit: EditList, segments: Sequence[Segment], start_s: float, end_s: float) -> list[np.ndarray]:
         frames: list[np.ndarray] = []
         for segment in segments:
             lo, hi = max(start_s, segment.start_s), min(end_s, segment.end_s)
             if hi <= lo:
                 continue
             times = segment_times(lo, hi, segment.source_start_s + (lo - segment.start_s), edit.fps)
-            times = [times[i] for i in np.linspace(0, len(times) - 1, min(most, len(times))).round().astype(int)]
-            source = SourceVideo(segment.uri, opener)
-            try:
-                frames += [source.upright(f, edit.width, edit.height) for f in source.frames_at(times)]
-            finally:
-                source.close()
+            times = [times[i] for i in np.linspace(0, len(times) - 1, min(self.most, len(times))).round().astype(int)]
+            source = self._source(segment.uri)
+            frames += [source.upright(f, edit.width, edit.height) for f in source.frames_at(times)]
         return frames
 
-    return read
+    def _source(self, uri: str) -> SourceVideo:
+        if uri not in self._sources:
+            self._sources[uri] = SourceVideo(uri, self.opener)
+        return self._sources[uri]
+
+    def close(self) -> None:
+        for source in self._sources.values():
+            source.close()
+        self._sources.clear()
 
 
 def _floors(stats: dict[str, float], gates: NeedleGates, prefix: str) -> str | None:
@@ -194,12 +204,15 @@ def gate_probes(specs: Sequence[ProbeSpec], gates: NeedleGates, opener: Opener =
     """(kept probes, probe_id -> gate) for a video's probes."""
     if not gates.enabled:
         return list(specs), {}
-    read = read_segment_frames(opener)
+    read = SegmentFrames(opener)
     kept, rejected = [], {}
-    for spec in specs:
-        result = gate_probe(spec, gates, read)
-        if result.spec is None:
-            rejected[spec.probe_id] = result.rejected_by
-        else:
-            kept.append(result.spec)
+    try:
+        for spec in specs:
+            result = gate_probe(spec, gates, read)
+            if result.spec is None:
+                rejected[spec.probe_id] = result.rejected_by
+            else:
+                kept.append(result.spec)
+    finally:
+        read.close()
     return kept, rejected

@@ -29,15 +29,17 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import av
 import numpy as np
 
 from vidcorpus.config.tasks import NiahConfig
+from vidcorpus.media.decode import plane_pixels
 from vidcorpus.media.needle import draw_needle
 from vidcorpus.media.splice import Part, encode_frames, parameter_sets, splice
 from vidcorpus.tasks.records import EditList, ProbeSpec, Segment
@@ -52,10 +54,19 @@ def open_local(uri: str) -> str:
     return uri[len("file://"):] if uri.startswith("file://") else uri
 
 
-def cover_frame(frame: av.VideoFrame, sar: float, width: int, height: int) -> np.ndarray:
-    """The frame as players show it (square pixels, display rotation applied), scaled to cover
-    width x height and centre-cropped: no bars, aspect kept. One swscale pass from the decoded
-    picture straight to the covering size, so a large source is never converted at full size.
+def proxied(opener: Opener, proxies: Mapping[str, str]) -> Opener:
+    """An opener that serves each source that has a probe proxy (`tasks.proxy`) from the proxy:
+    same times, pictures already at probe size."""
+    return (lambda uri: opener(proxies.get(uri, uri))) if proxies else opener
+
+
+SCALER = "AREA"
+"""swscale's area filter: a true average when shrinking, and cheaper than its bilinear one."""
+
+
+def _cover(frame: av.VideoFrame, sar: float, width: int, height: int) -> tuple[int, tuple[int, int], tuple[int, int]]:
+    """(rotation, coded size to scale to, (left, top) of the crop after turning) for showing
+    `frame` upright, covering width x height.
 
     PyAV reports the display-matrix angle counter-clockwise, which is also numpy's `rot90`'s."""
     rotation = round(getattr(frame, "rotation", 0) or 0) % 360
@@ -65,12 +76,36 @@ def cover_frame(frame: av.VideoFrame, sar: float, width: int, height: int) -> np
         shown_w, shown_h = shown_h, shown_w
     scale = max(width / shown_w, height / shown_h)
     cover_w, cover_h = max(width, round(shown_w * scale)), max(height, round(shown_h * scale))
-    coded_w, coded_h = (cover_h, cover_w) if turned else (cover_w, cover_h)
-    rgb = frame.reformat(width=coded_w, height=coded_h, format="rgb24", interpolation="BILINEAR").to_ndarray()
+    coded = (cover_h, cover_w) if turned else (cover_w, cover_h)
+    return rotation, coded, ((cover_w - width) // 2, (cover_h - height) // 2)
+
+
+def cover_frame(frame: av.VideoFrame, sar: float, width: int, height: int) -> np.ndarray:
+    """The frame as players show it (square pixels, display rotation applied), scaled to cover
+    width x height and centre-cropped: no bars, aspect kept. One swscale pass from the decoded
+    picture straight to the covering size, so a large source is never converted at full size."""
+    rotation, (coded_w, coded_h), (left, top) = _cover(frame, sar, width, height)
+    rgb = frame.reformat(width=coded_w, height=coded_h, format="rgb24", interpolation=SCALER).to_ndarray()
     if rotation:
         rgb = np.rot90(rgb, k=rotation // 90)
-    left, top = (cover_w - width) // 2, (cover_h - height) // 2
     return np.ascontiguousarray(rgb[top:top + height, left:left + width])
+
+
+def cover_picture(frame: av.VideoFrame, sar: float, width: int, height: int) -> av.VideoFrame:
+    """`cover_frame`'s picture as an encoder-ready yuv420p frame. Without rotation it is scaled
+    straight to yuv420p and cropped there (on even pixels), so no RGB is made and converted back."""
+    rotation, (coded_w, coded_h), (left, top) = _cover(frame, sar, width, height)
+    if rotation:
+        return av.VideoFrame.from_ndarray(cover_frame(frame, sar, width, height), format="rgb24")
+    yuv = frame.reformat(width=coded_w, height=coded_h, format="yuv420p", interpolation=SCALER)
+    if (coded_w, coded_h) == (width, height):
+        return yuv
+    left, top = left & ~1, top & ~1
+    planes = [plane_pixels(plane, coded_h >> (i > 0), coded_w >> (i > 0))[
+        top >> (i > 0):(top + height) >> (i > 0), left >> (i > 0):(left + width) >> (i > 0)]
+        for i, plane in enumerate(yuv.planes)]
+    stacked = np.concatenate([p.ravel() for p in planes]).reshape(height * 3 // 2, width)
+    return av.VideoFrame.from_ndarray(stacked, format="yuv420p")
 
 
 class SourceVideo:
@@ -120,6 +155,10 @@ class SourceVideo:
     def upright(self, frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
         """A decoded frame as the RGB picture of an output frame (upright, covering width x height)."""
         return cover_frame(frame, self.sar, width, height)
+
+    def picture(self, frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+        """The same picture as `upright`, ready for the encoder (yuv420p where no rotation is needed)."""
+        return cover_picture(frame, self.sar, width, height)
 
     def frames_at(self, times: Sequence[float]) -> Iterator[av.VideoFrame]:
         """For each time (ascending), the latest frame shown at that time; the first or last
@@ -208,13 +247,16 @@ def edit_frames(edit: EditList, opener: Opener = open_local, first: int = 0,
             source.close()
 
 
-def _pictures(source: SourceVideo, times: Sequence[float], width: int, height: int) -> Iterator[np.ndarray]:
-    """The upright picture shown at each time (a frame shown twice is converted once)."""
-    last_frame, last_rgb = None, None
+def _pictures(source: SourceVideo, times: Sequence[float], width: int, height: int,
+              encoder_ready: bool = False) -> Iterator[np.ndarray | av.VideoFrame]:
+    """The upright picture shown at each time (a frame shown twice is converted once): RGB, or
+    `encoder_ready` frames for pictures that are encoded as they are."""
+    convert = source.picture if encoder_ready else source.upright
+    last_frame, last_picture = None, None
     for frame in source.frames_at(times):
         if frame is not last_frame:
-            last_frame, last_rgb = frame, source.upright(frame, width, height)
-        yield last_rgb
+            last_frame, last_picture = frame, convert(frame, width, height)
+        yield last_picture
 
 
 # --------------------------------------------------------------------------- written probes
@@ -309,34 +351,64 @@ def probe_gop(fps: float) -> int:
 
 
 def write_probes(specs: Sequence[ProbeSpec], paths: Sequence[str], config: NiahConfig | None = None,
-                 opener: Opener = open_local) -> None:
+                 opener: Opener = open_local, proxies: Mapping[str, str] | None = None) -> None:
     """Write the probes' edit lists as MP4s to local `paths`.
 
     The plain haystack frames are encoded once per source (`Track`), whichever probes show
     them, and each probe is spliced from them by stream copy; only its needles and the frames
-    up to a track's next IDR frame are encoded for the probe itself. Probes of another frame
-    rate or size than the first are encoded whole."""
+    up to a track's next IDR frame are encoded for the probe itself. A source with a probe
+    proxy (`proxies`: source uri -> proxy uri, see `tasks.proxy`) is its own track, and its
+    pictures are read from it. Probes of another frame rate or size than the first are
+    encoded whole."""
     config = config or NiahConfig()
     if not specs:
         return
+    proxies = proxies or {}
+    footage = proxied(opener, proxies)
     first = specs[0].edit
     shared = [s.edit for s in specs if _frame_format(s.edit) == _frame_format(first)]
     gop = probe_gop(first.fps)
     with tempfile.TemporaryDirectory(prefix="vidcorpus-probes-") as tmp:
-        tracks = [_encode_track(track, os.path.join(tmp, f"track{i}.mp4"), first, config, gop, opener)
-                  for i, track in enumerate(plan_tracks(shared, gop))]
+        copies: dict[str, Track | None] = {}
+        tracks = []
+        for i, track in enumerate(plan_tracks(shared, gop)):
+            if track.phase == 0 and track.uri in proxies:
+                if track.uri not in copies:
+                    copies[track.uri] = _proxy_track(track.uri, proxies[track.uri], opener, tmp)
+                whole = copies[track.uri]
+                if whole is not None and track.stop <= whole.stop:
+                    tracks.append(whole)
+                    continue
+            tracks.append(_encode_track(track, os.path.join(tmp, f"track{i}.mp4"), first, config, gop, opener))
         for spec, path in zip(specs, paths):
             if spec.edit in shared:
-                _write_spliced(spec.edit, tracks, path, tmp, config, gop, opener)
+                _write_spliced(spec.edit, tracks, path, tmp, config, gop, footage)
             else:
-                _encode(edit_frames(spec.edit, opener), path, spec.edit, config, gop)
+                _encode(edit_frames(spec.edit, footage), path, spec.edit, config, gop)
+
+
+def _proxy_track(uri: str, proxy: str, opener: Opener, tmp: str) -> Track | None:
+    """The proxy of `uri` as a track of all its frames, at a local path; None if it cannot be read."""
+    try:
+        handle = opener(proxy)
+        if isinstance(handle, (str, os.PathLike)):
+            path = os.fspath(handle)
+        else:
+            path = os.path.join(tmp, f"proxy-{len(os.listdir(tmp))}.mp4")
+            with handle, open(path, "wb") as out:
+                shutil.copyfileobj(handle, out)
+        with av.open(path) as container:
+            frames = container.streams.video[0].frames
+        return Track(uri, 0, 0, frames, path) if frames else None
+    except (OSError, av.error.FFmpegError):
+        return None
 
 
 def _frame_format(edit: EditList) -> tuple[float, int, int]:
     return edit.fps, edit.width, edit.height
 
 
-def _encode(frames: Iterable[np.ndarray], path: str, edit: EditList, config: NiahConfig, gop: int) -> int:
+def _encode(frames: Iterable[np.ndarray | av.VideoFrame], path: str, edit: EditList, config: NiahConfig, gop: int) -> int:
     return encode_frames(frames, path, edit.fps, edit.width, edit.height, crf=config.crf, preset=config.preset,
                          threads=config.encode_threads, gop=gop)
 
@@ -345,7 +417,7 @@ def _encode_track(track: Track, path: str, like: EditList, config: NiahConfig, g
     times = [(j + track.phase / 1000) / like.fps for j in range(track.first, track.stop)]
     source = SourceVideo(track.uri, opener, frame_threads=True)
     try:
-        _encode(_pictures(source, times, like.width, like.height), path, like, config, gop)
+        _encode(_pictures(source, times, like.width, like.height, encoder_ready=True), path, like, config, gop)
     finally:
         source.close()
     return Track(track.uri, track.phase, track.first, track.stop, path)
