@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import av
+from av.video.reformatter import VideoReformatter
 
 from vidcorpus import storage
 from vidcorpus.config.tasks import NiahConfig, TasksConfig
@@ -63,6 +64,7 @@ class ProxyWriter:
         self._held_picture: av.VideoFrame | None = None
         self._next = 0
         self._failed = False
+        self._scaler = VideoReformatter()  # its own: the keyframe thread may be scaling the same frame
 
     @classmethod
     def for_video(cls, directory: str, header: Mapping[str, Any], config: TasksConfig) -> ProxyWriter | None:
@@ -119,7 +121,7 @@ class ProxyWriter:
         """Grid times before `t` show the held frame (the latest at or before each of them)."""
         while self._held is not None and self._next / self.fps < t - _EPS_S:
             if self._held_picture is None:
-                self._held_picture = cover_picture(self._held, self.sar, self.width, self.height)
+                self._held_picture = cover_picture(self._held, self.sar, self.width, self.height, self._scaler)
             self._encoder.add(self._held_picture)
             self._next += 1
 

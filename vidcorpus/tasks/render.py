@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from vidcorpus.config.tasks import NiahConfig
 from vidcorpus.media.decode import plane_pixels
@@ -80,24 +81,29 @@ def _cover(frame: av.VideoFrame, sar: float, width: int, height: int) -> tuple[i
     return rotation, coded, ((cover_w - width) // 2, (cover_h - height) // 2)
 
 
-def cover_frame(frame: av.VideoFrame, sar: float, width: int, height: int) -> np.ndarray:
+def cover_frame(frame: av.VideoFrame, sar: float, width: int, height: int,
+                scaler: VideoReformatter | None = None) -> np.ndarray:
     """The frame as players show it (square pixels, display rotation applied), scaled to cover
     width x height and centre-cropped: no bars, aspect kept. One swscale pass from the decoded
-    picture straight to the covering size, so a large source is never converted at full size."""
+    picture straight to the covering size, so a large source is never converted at full size.
+
+    A caller that scales frames another thread may scale at the same time (the decode pass's)
+    passes a `scaler` of its own: a frame's built-in one must not serve two threads at once."""
     rotation, (coded_w, coded_h), (left, top) = _cover(frame, sar, width, height)
-    rgb = frame.reformat(width=coded_w, height=coded_h, format="rgb24", interpolation=SCALER).to_ndarray()
+    rgb = _scaled(frame, scaler, width=coded_w, height=coded_h, format="rgb24").to_ndarray()
     if rotation:
         rgb = np.rot90(rgb, k=rotation // 90)
     return np.ascontiguousarray(rgb[top:top + height, left:left + width])
 
 
-def cover_picture(frame: av.VideoFrame, sar: float, width: int, height: int) -> av.VideoFrame:
+def cover_picture(frame: av.VideoFrame, sar: float, width: int, height: int,
+                  scaler: VideoReformatter | None = None) -> av.VideoFrame:
     """`cover_frame`'s picture as an encoder-ready yuv420p frame. Without rotation it is scaled
     straight to yuv420p and cropped there (on even pixels), so no RGB is made and converted back."""
     rotation, (coded_w, coded_h), (left, top) = _cover(frame, sar, width, height)
     if rotation:
-        return av.VideoFrame.from_ndarray(cover_frame(frame, sar, width, height), format="rgb24")
-    yuv = frame.reformat(width=coded_w, height=coded_h, format="yuv420p", interpolation=SCALER)
+        return av.VideoFrame.from_ndarray(cover_frame(frame, sar, width, height, scaler), format="rgb24")
+    yuv = _scaled(frame, scaler, width=coded_w, height=coded_h, format="yuv420p")
     if (coded_w, coded_h) == (width, height):
         return yuv
     left, top = left & ~1, top & ~1
@@ -106,6 +112,12 @@ def cover_picture(frame: av.VideoFrame, sar: float, width: int, height: int) -> 
         for i, plane in enumerate(yuv.planes)]
     stacked = np.concatenate([p.ravel() for p in planes]).reshape(height * 3 // 2, width)
     return av.VideoFrame.from_ndarray(stacked, format="yuv420p")
+
+
+def _scaled(frame: av.VideoFrame, scaler: VideoReformatter | None, **size_and_format) -> av.VideoFrame:
+    if scaler is None:
+        return frame.reformat(**size_and_format, interpolation=SCALER)
+    return scaler.reformat(frame, **size_and_format, interpolation=SCALER)
 
 
 class SourceVideo:
