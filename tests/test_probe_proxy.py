@@ -119,6 +119,9 @@ def test_a_build_splices_its_probes_from_the_proxy_and_falls_back_without_it(tmp
     assert probes
     for probe in probes:
         assert len(decode(probe.read_bytes())) == 30 * 8  # 30 s at the default 8 fps
+    card = (tmp_path / "out" / "README.md").read_text()  # the card says what the probes are
+    assert (f"The {len(probes)} NIAH probes in `probes/` are H.264 MP4s (yuv420p, no audio) at the source's rate, "
+            "at most 8 fps, at most 640 px on the longest side, x264 crf 23 preset `superfast`") in card
     # Without a proxy (an earlier run's scan, another probe size) probes read the source, and
     # show the same frames.
     monkeypatch.setattr(ProxyWriter, "for_video", classmethod(lambda cls, *a: None))

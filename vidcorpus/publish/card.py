@@ -346,12 +346,13 @@ def _probe_media(facts: ReleaseFacts) -> str:
     folder = niah.get("probe_dir", "probes")
     if tasks.get("media_mode") != "written" or not facts.other_files.get(folder):
         return ""
+    shortest = min((niah.get("needle_s") or [1.0])[0], (niah.get("foreign_s") or [1.0])[0])
     rate = f"{niah['fps']:g} fps" if niah.get("fps") else f"the source's rate, at most {niah.get('max_fps', 8):g} fps"
     return (f"## Probe media\n\nThe {facts.other_files[folder]} NIAH probes in `{folder}/` are H.264 MP4s "
             f"(yuv420p, no audio) at {rate}, at most {niah.get('max_side', 640)} px on the longest side, "
             f"x264 crf {niah.get('crf', 23)} preset `{niah.get('preset', 'superfast')}`, in one-second "
-            "closed GOPs. Every needle lasts at least a second, so it is on at least a second of frames; "
-            "each probe's edit list (in its task rows) rebuilds it from the sources at any rate.")
+            f"closed GOPs. Needles last at least {shortest:g} s; each probe's edit list (in its task rows) "
+            "rebuilds it from the sources at any rate.")
 
 
 def _counts(facts: ReleaseFacts) -> str:
