@@ -65,6 +65,10 @@ class SpliceableEncoder:
         self.container.mux(self.stream.encode(frame))
         self.count += 1
 
+    def abort(self) -> None:
+        """Stop without flushing (the caller discards the file)."""
+        self.container.close()
+
     def close(self) -> int:
         try:
             if self.count == 0:
@@ -83,7 +87,7 @@ def encode_frames(frames: Iterable[np.ndarray | av.VideoFrame], path: str, fps: 
         for picture in frames:
             encoder.add(picture)
     except BaseException:
-        encoder.container.close()
+        encoder.abort()
         raise
     return encoder.close()
 

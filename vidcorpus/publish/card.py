@@ -23,6 +23,7 @@ import pyarrow as pa
 import yaml
 
 from vidcorpus import storage
+from vidcorpus.config.tasks import NiahConfig
 from vidcorpus.media.transcripts import speech_coverage
 from vidcorpus.release.layout import CARD, REPORT, shard_table, table_of
 from vidcorpus.release.reader import (
@@ -343,14 +344,19 @@ def _probe_media(facts: ReleaseFacts) -> str:
     """What written probes look like, so a trainer knows the rate and size it samples from."""
     tasks = facts.config.get("tasks") or {}
     niah = tasks.get("niah") or {}
-    folder = niah.get("probe_dir", "probes")
+    default = NiahConfig()  # a recipe spells out every key; the defaults serve one that does not
+
+    def setting(key: str):
+        return niah.get(key, getattr(default, key))
+
+    folder = setting("probe_dir")
     if tasks.get("media_mode") != "written" or not facts.other_files.get(folder):
         return ""
-    shortest = min((niah.get("needle_s") or [1.0])[0], (niah.get("foreign_s") or [1.0])[0])
-    rate = f"{niah['fps']:g} fps" if niah.get("fps") else f"the source's rate, at most {niah.get('max_fps', 8):g} fps"
+    shortest = min(setting("needle_s")[0], setting("foreign_s")[0])
+    rate = f"{niah['fps']:g} fps" if niah.get("fps") else f"the source's rate, at most {setting('max_fps'):g} fps"
     return (f"## Probe media\n\nThe {facts.other_files[folder]} NIAH probes in `{folder}/` are H.264 MP4s "
-            f"(yuv420p, no audio) at {rate}, at most {niah.get('max_side', 640)} px on the longest side, "
-            f"x264 crf {niah.get('crf', 23)} preset `{niah.get('preset', 'superfast')}`, in one-second "
+            f"(yuv420p, no audio) at {rate}, at most {setting('max_side')} px on the longest side, "
+            f"x264 crf {setting('crf')} preset `{setting('preset')}`, in one-second "
             f"closed GOPs. Needles last at least {shortest:g} s; each probe's edit list (in its task rows) "
             "rebuilds it from the sources at any rate.")
 

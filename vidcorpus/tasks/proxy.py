@@ -28,11 +28,10 @@ from vidcorpus.config.tasks import NiahConfig, TasksConfig
 from vidcorpus.media.decode import Geometry
 from vidcorpus.media.splice import SpliceableEncoder, frame_rate
 from vidcorpus.tasks.niah import probe_geometry
-from vidcorpus.tasks.render import cover_picture, probe_gop
+from vidcorpus.tasks.render import SHOWN_EPS_S, cover_picture, probe_gop
 
 log = logging.getLogger(__name__)
 
-_EPS_S = 1e-4
 FPS_MARGIN = 1.25
 """A proxy is made before the video's frame rate is measured, so only when the header's rate
 clears `max_fps` by this factor: the probe rate is then `max_fps` whatever the measurement."""
@@ -103,7 +102,7 @@ class ProxyWriter:
 
     def abort(self) -> None:
         if self._encoder is not None:
-            self._encoder.container.close()
+            self._encoder.abort()
         if self._target is not None:
             self._target.discard()
 
@@ -119,7 +118,7 @@ class ProxyWriter:
 
     def _emit_until(self, t: float) -> None:
         """Grid times before `t` show the held frame (the latest at or before each of them)."""
-        while self._held is not None and self._next / self.fps < t - _EPS_S:
+        while self._held is not None and self._next / self.fps < t - SHOWN_EPS_S:
             if self._held_picture is None:
                 self._held_picture = cover_picture(self._held, self.sar, self.width, self.height, self._scaler)
             self._encoder.add(self._held_picture)

@@ -47,7 +47,8 @@ from vidcorpus.tasks.records import EditList, ProbeSpec, Segment
 
 Opener = Callable[[str], Any]  # uri -> a path, or a binary file object (closed after use)
 
-_EPS_S = 1e-4
+SHOWN_EPS_S = 1e-4
+"""A frame at time t is shown at every time from t - SHOWN_EPS_S on (timestamps are rounded)."""
 
 
 def open_local(uri: str) -> str:
@@ -179,14 +180,14 @@ class SourceVideo:
             return
         frames = self._decode_from(times[0])
         pending = next(frames, None)
-        if pending is not None and pending[0] > times[0] + _EPS_S and times[0] > 0:
+        if pending is not None and pending[0] > times[0] + SHOWN_EPS_S and times[0] > 0:
             frames = self._decode_from(0.0)  # the seek overshot: read from the start
             pending = next(frames, None)
         if pending is None:
             raise ValueError(f"{self.uri}: no frames at {times[0]:.3f}s")
         current = pending
         for target in times:
-            while pending is not None and pending[0] <= target + _EPS_S:
+            while pending is not None and pending[0] <= target + SHOWN_EPS_S:
                 current = pending
                 pending = next(frames, None)
             yield current[1]
@@ -381,17 +382,10 @@ def write_probes(specs: Sequence[ProbeSpec], paths: Sequence[str], config: NiahC
     shared = [s.edit for s in specs if _frame_format(s.edit) == _frame_format(first)]
     gop = probe_gop(first.fps)
     with tempfile.TemporaryDirectory(prefix="vidcorpus-probes-") as tmp:
-        copies: dict[str, Track | None] = {}
-        tracks = []
-        for i, track in enumerate(plan_tracks(shared, gop)):
-            if track.phase == 0 and track.uri in proxies:
-                if track.uri not in copies:
-                    copies[track.uri] = _proxy_track(track.uri, proxies[track.uri], opener, tmp)
-                whole = copies[track.uri]
-                if whole is not None and track.stop <= whole.stop:
-                    tracks.append(whole)
-                    continue
-            tracks.append(_encode_track(track, os.path.join(tmp, f"track{i}.mp4"), first, config, gop, opener))
+        whole = {uri: _proxy_track(uri, proxy, opener, tmp) for uri, proxy in proxies.items()}
+        tracks = [_covering(track, whole.get(track.uri))
+                  or _encode_track(track, os.path.join(tmp, f"track{i}.mp4"), first, config, gop, opener)
+                  for i, track in enumerate(plan_tracks(shared, gop))]
         for spec, path in zip(specs, paths):
             if spec.edit in shared:
                 _write_spliced(spec.edit, tracks, path, tmp, config, gop, footage)
@@ -414,6 +408,11 @@ def _proxy_track(uri: str, proxy: str, opener: Opener, tmp: str) -> Track | None
         return Track(uri, 0, 0, frames, path) if frames else None
     except (OSError, av.error.FFmpegError):
         return None
+
+
+def _covering(track: Track, proxy: Track | None) -> Track | None:
+    """The proxy's track where it holds all of `track`'s frames (on its grid phase)."""
+    return proxy if proxy is not None and track.phase == 0 and track.stop <= proxy.stop else None
 
 
 def _frame_format(edit: EditList) -> tuple[float, int, int]:
